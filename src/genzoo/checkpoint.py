@@ -1,0 +1,145 @@
+"""Checkpoints: tensors in safetensors, everything else as JSON in the same file's metadata.
+
+Nothing here ever unpickles: a ``torch.save``/pickle file passed as a checkpoint is refused with a
+clear message. Writes are atomic (temporary file + rename), so an interrupted save never leaves a
+half-written checkpoint behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+METADATA_KEY = "genzoo"
+MODEL_FILE = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """The file is not a readable genzoo checkpoint."""
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    """Atomically write ``tensors`` and JSON ``metadata`` to one safetensors file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(contiguous, tmp, metadata={METADATA_KEY: json.dumps(metadata)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _refuse_unsafe(path: Path) -> None:
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:1] == b"\x80" or head[:2] == b"PK":
+        raise CheckpointError(f"{path} is a pickle/torch.save file; genzoo only loads safetensors checkpoints "
+                              "and never unpickles (pickles can run arbitrary code)")
+    if len(head) < 9 or head[8:9] != b"{":
+        raise CheckpointError(f"{path} is not a safetensors file (corrupt or not a genzoo checkpoint)")
+
+
+def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a file written by ``save_tensors``: (tensors, metadata)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    _refuse_unsafe(path)
+    try:
+        tensors = load_file(str(path), device=str(device))
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(METADATA_KEY)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is corrupt or truncated: {err}") from None
+    if raw is None:
+        raise CheckpointError(f"{path} is a safetensors file but not a genzoo checkpoint (no '{METADATA_KEY}' metadata)")
+    try:
+        metadata = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} has unreadable metadata: {err}") from None
+    return tensors, metadata
+
+
+# Nested state (optimizer state dicts, RNG states) <-> flat tensors + a JSON skeleton.
+
+def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace every tensor in ``obj`` by a reference, storing it in ``tensors``; returns JSON-able data."""
+    if isinstance(obj, torch.Tensor):
+        key = f"{prefix}"
+        tensors[key] = obj
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, (str, int)) for k in obj):
+            raise TypeError(f"cannot serialize dict keys at {prefix}")
+        return {"__dict__": [[k, flatten_state(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        items = [flatten_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+        return {"__tuple__": items} if isinstance(obj, tuple) else items
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot serialize {type(obj).__name__} at {prefix}")
+
+
+def unflatten_state(data: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of ``flatten_state``."""
+    if isinstance(data, dict):
+        if "__tensor__" in data:
+            return tensors[data["__tensor__"]]
+        if "__tuple__" in data:
+            return tuple(unflatten_state(v, tensors) for v in data["__tuple__"])
+        return {k: unflatten_state(v, tensors) for k, v in data["__dict__"]}
+    if isinstance(data, list):
+        return [unflatten_state(v, tensors) for v in data]
+    return data
+
+
+# Models.
+
+def save_model(path: str | os.PathLike, model, ema_state: dict[str, torch.Tensor] | None = None,
+               extra: dict[str, Any] | None = None) -> None:
+    """Save weights (and EMA weights, if any) with the model's config; ``extra`` is free JSON (data, results)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if ema_state is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema_state.items()})
+    save_tensors(path, tensors, {"format": "genzoo-model/1", "model": model.config,
+                                 "has_ema": ema_state is not None, **(extra or {})})
+
+
+def resolve_model_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path / MODEL_FILE if path.is_dir() else path
+
+
+def load(path: str | os.PathLike, *, ema: bool = True, device: str | torch.device = "cpu"):
+    """Load a model saved by genzoo: a run directory or a ``.safetensors`` file.
+
+    Returns the model in eval mode with its EMA (Polyak-averaged) weights when the file has them and
+    ``ema`` is true. ``model.checkpoint_info`` holds the file's other metadata (dataset, results).
+    """
+    from genzoo.registry import create
+
+    file = resolve_model_file(path)
+    tensors, meta = load_tensors(file, device="cpu")
+    if meta.get("format") != "genzoo-model/1" or "model" not in meta:
+        raise CheckpointError(f"{file} is not a genzoo model file (format {meta.get('format')!r})")
+    config = dict(meta["model"])
+    model = create(config.pop("name"), **config)
+    which = "ema." if ema and meta.get("has_ema") else "model."
+    state = {k[len(which):]: v for k, v in tensors.items() if k.startswith(which)}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{file} does not match its model config: {err}") from None
+    model.checkpoint_info = {k: v for k, v in meta.items() if k not in ("model",)}
+    return model.to(device).eval()

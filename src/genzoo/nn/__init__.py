@@ -1,0 +1,1 @@
+"""Shared building blocks: masked layers, causal convolutions, output distributions."""

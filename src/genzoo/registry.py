@@ -1,0 +1,61 @@
+"""Model registry: name -> class, one line per model.
+
+Classes are imported lazily so that ``genzoo list`` and ``genzoo --help`` stay fast and a model's
+module is only imported when that model is used.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+# name: (module under genzoo.models, class name, one-line description)
+MODELS: dict[str, tuple[str, str, str]] = {
+    "fvsbn": ("autoregressive.fvsbn", "FVSBN", "fully-visible sigmoid belief net (logistic regressions in raster order)"),
+    "nade": ("autoregressive.nade", "NADE", "neural autoregressive density estimator (shared hidden layer)"),
+    "made": ("autoregressive.made", "MADE", "masked autoencoder; random orderings, mask ensembles as true mixtures"),
+    "pixelcnn": ("autoregressive.pixelcnn", "PixelCNN", "masked convolutions A/B with RGB channel masking, residual blocks"),
+}
+
+
+class UnknownModelError(ValueError):
+    pass
+
+
+def model_class(name: str) -> type:
+    if name not in MODELS:
+        raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+    module, cls, _ = MODELS[name]
+    return getattr(importlib.import_module(f"genzoo.models.{module}"), cls)
+
+
+def create(name: str, image_shape, levels: int, **options: Any):
+    """Build model ``name`` for images of ``image_shape`` (C, H, W) with ``levels`` values per subpixel.
+
+    Every constructor argument, defaults included, is recorded in ``model.config`` so that
+    ``create(**model.config)`` rebuilds the same architecture (this is what checkpoints store).
+    """
+    cls = model_class(name)
+    image_shape = tuple(int(s) for s in image_shape)
+    if len(image_shape) != 3 or min(image_shape) < 1:
+        raise ValueError(f"image_shape must be (C, H, W) with positive sizes, got {image_shape}")
+    if int(levels) < 2:
+        raise ValueError(f"levels must be >= 2, got {levels}")
+    signature = inspect.signature(cls.__init__)
+    try:
+        bound = signature.bind(None, image_shape=image_shape, levels=int(levels), **options)
+    except TypeError as err:
+        allowed = [p for p in signature.parameters if p not in ("self", "image_shape", "levels")]
+        raise ValueError(f"bad options for model {name!r}: {err}; its options are: {', '.join(allowed)}") from None
+    bound.apply_defaults()
+    arguments = dict(bound.arguments)
+    arguments.pop("self")
+    model = cls(**arguments)
+    arguments["image_shape"] = list(image_shape)
+    model.config = {"name": name, **arguments}
+    return model
+
+
+def describe() -> list[tuple[str, str]]:
+    """(name, description) of every registered model, sorted by name."""
+    return [(name, MODELS[name][2]) for name in sorted(MODELS)]
