@@ -11,6 +11,7 @@ from typing import Any
 
 # name: (module under genzoo.models, class name, one-line description)
 MODELS: dict[str, tuple[str, str, str]] = {
+    "independent": ("independent", "IndependentPixels", "independent subpixels: the no-dependency baseline"),
     "fvsbn": ("autoregressive.fvsbn", "FVSBN", "fully-visible sigmoid belief net (logistic regressions in raster order)"),
     "nade": ("autoregressive.nade", "NADE", "neural autoregressive density estimator (shared hidden layer)"),
     "made": ("autoregressive.made", "MADE", "masked autoencoder; random orderings, mask ensembles as true mixtures"),

@@ -117,13 +117,14 @@ class AutoregressiveModel(ExplicitDensityModel):
         y = self.check_labels(y, x.shape[0])
         return self.pixel_log_prob(self(x, y), x).flatten(1).sum(1)
 
-    @torch.no_grad()
     def sample(self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
-               x: torch.Tensor | None = None, known: torch.Tensor | None = None) -> torch.Tensor:
-        """Ancestral sampling, one full forward pass per subpixel (the naive, exact method).
+               x: torch.Tensor | None = None, known: torch.Tensor | None = None, naive: bool = False) -> torch.Tensor:
+        """Draw ``n`` images by ancestral sampling; the cached fast path when the model has one.
 
         With ``x`` and a boolean ``known`` mask of the same shape, the known subpixels are kept and the
-        others are drawn from their conditionals given everything before them (completion).
+        others are drawn from their conditionals given everything before them in the ordering
+        (completion: exact conditioning when the known subpixels come first, e.g. a kept top half).
+        ``naive=True`` forces one full forward pass per subpixel.
         """
         y = self.check_labels(y, n)
         if x is None:
@@ -131,14 +132,31 @@ class AutoregressiveModel(ExplicitDensityModel):
             known = torch.zeros_like(x, dtype=torch.bool)
         else:
             self.check_images(x)
+            if x.shape[0] != n:
+                raise ValueError(f"x holds {x.shape[0]} images but n={n}")
             x = x.clone().to(self.device)
-            known = known.to(self.device).expand_as(x)
-        c_, h_, w_ = self.image_shape
+            known = torch.as_tensor(known, dtype=torch.bool, device=self.device).expand_as(x)
+        with torch.no_grad():
+            if not naive and self.has_cached_sampling:
+                return self.sample_cached(x, known, y, generator)
+            return self.sample_naive(x, known, y, generator)
+
+    @property
+    def has_cached_sampling(self) -> bool:
+        return type(self).sample_cached is not AutoregressiveModel.sample_cached
+
+    def sample_cached(self, x, known, y, generator):
+        """Fast sampling that reuses activations (O(one subpixel's work) per step); optional."""
+        raise NotImplementedError
+
+    def sample_naive(self, x: torch.Tensor, known: torch.Tensor, y, generator) -> torch.Tensor:
+        """One full forward pass per subpixel, in ``ordering()``; fills ``x`` where not ``known``."""
+        _, h_, w_ = self.image_shape
         for flat in self.ordering().tolist():
-            index = (flat // (h_ * w_), (flat // w_) % h_, flat % w_)
-            if bool(known[(slice(None), *index)].all()):
+            index = (slice(None), flat // (h_ * w_), (flat // w_) % h_, flat % w_)
+            keep = known[index]
+            if bool(keep.all()):
                 continue
-            drawn = self.pixel_sample(self(x, y), index, x, generator)
-            keep = known[(slice(None), *index)]
-            x[(slice(None), *index)] = torch.where(keep, x[(slice(None), *index)], drawn)
+            drawn = self.pixel_sample(self(x, y), index[1:], x, generator)
+            x[index] = torch.where(keep, x[index], drawn)
         return x
