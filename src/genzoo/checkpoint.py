@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 METADATA_KEY = "genzoo"
@@ -39,29 +39,27 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
             os.unlink(tmp)
 
 
-def _refuse_unsafe(path: Path) -> None:
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    """Explain why ``path`` is not a safetensors file; pickles get a message of their own."""
     with open(path, "rb") as f:
-        head = f.read(16)
-    if head[:1] == b"\x80" or head[:2] == b"PK":
-        raise CheckpointError(f"{path} is a pickle/torch.save file; genzoo only loads safetensors checkpoints "
-                              "and never unpickles (pickles can run arbitrary code)")
-    if len(head) < 9 or head[8:9] != b"{":
-        raise CheckpointError(f"{path} is not a safetensors file (corrupt or not a genzoo checkpoint)")
+        head = f.read(2)
+    if head[:1] == b"\x80" or head == b"PK":
+        return CheckpointError(f"{path} is a pickle/torch.save file; genzoo only loads safetensors checkpoints "
+                               "and never unpickles (pickles can run arbitrary code)")
+    return CheckpointError(f"{path} is not a readable safetensors checkpoint (corrupt or truncated): {err}")
 
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a file written by ``save_tensors``: (tensors, metadata)."""
+    """Read a file written by ``save_tensors``: (tensors, metadata). Only safetensors is ever parsed."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    _refuse_unsafe(path)
     try:
-        tensors = load_file(str(path), device=str(device))
-        from safetensors import safe_open
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(METADATA_KEY)
+        tensors = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"{path} is corrupt or truncated: {err}") from None
+        raise _unreadable(path, err) from None
     if raw is None:
         raise CheckpointError(f"{path} is a safetensors file but not a genzoo checkpoint (no '{METADATA_KEY}' metadata)")
     try:
