@@ -13,6 +13,16 @@ TINY = {
     "pixelcnn": [((1, 2, 3), 2, {"channels": 8, "num_blocks": 1}),
                  ((1, 3, 3), 3, {"channels": 8, "num_blocks": 2}),
                  ((3, 1, 2), 3, {"channels": 12, "num_blocks": 1})],
+    "pixelcnn++": [((1, 2, 3), 2, {"channels": 8, "num_resnet": 1, "num_resolutions": 2}), ((1, 3, 3), 3, {"channels": 8, "num_resnet": 1, "num_mixtures": 2, "num_resolutions": 2, "weight_norm": True}), ((3, 1, 2), 3, {"channels": 8, "num_resnet": 1, "num_mixtures": 2, "num_resolutions": 2})],
+    "gated-pixelcnn": [((1, 2, 3), 2, {"channels": 8, "num_layers": 2, "kernel_size": 3}),
+                       ((1, 3, 3), 3, {"channels": 8, "num_layers": 2, "kernel_size": 3}),
+                       ((3, 1, 2), 3, {"channels": 6, "num_layers": 2, "kernel_size": 3})],
+    "row-lstm": [((1, 2, 3), 2, {"hidden": 4, "num_layers": 2}), ((1, 3, 3), 3, {"hidden": 4, "num_layers": 2}), ((3, 1, 2), 3, {"hidden": 6, "num_layers": 2})],
+    "diagonal-bilstm": [((1, 2, 3), 2, {"hidden": 4, "num_layers": 2}), ((1, 3, 3), 3, {"hidden": 4, "num_layers": 2}), ((3, 1, 2), 3, {"hidden": 6, "num_layers": 2})],
+    "pixelsnail": [((1, 2, 3), 2, {"channels": 4, "num_blocks": 1, "num_resnet": 1, "key_channels": 4, "value_channels": 4}),
+                   ((1, 3, 3), 3, {"channels": 4, "num_blocks": 2, "num_resnet": 1, "key_channels": 4, "value_channels": 4}),
+                   ((3, 1, 2), 3, {"channels": 6, "num_blocks": 1, "num_resnet": 1, "key_channels": 4, "value_channels": 4, "attention_heads": 2}),
+                   ((3, 1, 2), 3, {"channels": 4, "num_blocks": 1, "num_resnet": 1, "key_channels": 4, "value_channels": 4, "output": "logistic", "num_mixtures": 2})],
 }
 
 

@@ -28,7 +28,8 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
     """Atomically write ``tensors`` and JSON ``metadata`` to one safetensors file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    # clone: safetensors refuses tensors that share memory (tied weights, expanded views)
+    contiguous = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

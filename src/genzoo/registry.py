@@ -16,6 +16,11 @@ MODELS: dict[str, tuple[str, str, str]] = {
     "nade": ("autoregressive.nade", "NADE", "neural autoregressive density estimator (shared hidden layer)"),
     "made": ("autoregressive.made", "MADE", "masked autoencoder; random orderings, mask ensembles as true mixtures"),
     "pixelcnn": ("autoregressive.pixelcnn", "PixelCNN", "masked convolutions A/B with RGB channel masking, residual blocks"),
+    "pixelcnn++": ("autoregressive.pixelcnn_pp", "PixelCNNPlusPlus", "shifted-conv streams over 3 resolutions, discretized logistic mixtures"),
+    "row-lstm": ("autoregressive.pixelrnn", "RowLSTM", "PixelRNN with Row LSTM layers: row-parallel, triangular context, RGB masks"),
+    "diagonal-bilstm": ("autoregressive.pixelrnn", "DiagonalBiLSTM", "PixelRNN with Diagonal BiLSTM layers: skewed diagonals, full context, RGB masks"),
+    "gated-pixelcnn": ("autoregressive.gated_pixelcnn", "GatedPixelCNN", "vertical+horizontal gated stacks, no blind spot, RGB masks, optional classes"),
+    "pixelsnail": ("autoregressive.pixelsnail", "PixelSNAIL", "gated masked-conv residuals + causal self-attention over all earlier pixels, RGB masks"),
 }
 
 

@@ -1,0 +1,211 @@
+"""The ``genzoo`` command line: it parses arguments and wires library parts together, nothing more.
+
+    genzoo list
+    genzoo train pixelcnn --data digits --epochs 20
+    genzoo train pixelcnn --data binarized-mnist --data-dir ../shared/data --time 3600
+    genzoo eval runs/pixelcnn-digits
+    genzoo sample runs/pixelcnn-digits -n 64 -o grid.png
+
+Errors in what the user asked for (bad arguments, unknown models or datasets, a run directory that
+holds another model, corrupt files) end with one line on stderr (a missing dataset adds the list of
+files to place) and exit code 2, and write nothing. GENZOO_DEBUG=1 shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: reported in one line, exit code 2."""
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """``key=value`` with a JSON value when it parses as JSON (numbers, lists, booleans), else a string."""
+    if "=" not in text:
+        raise UsageError(f"model option {text!r} must look like key=value")
+    key, value = text.split("=", 1)
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
+
+
+def positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
+def cmd_list(args) -> int:
+    from genzoo.data import DATASETS
+    from genzoo.registry import describe
+
+    print("models:")
+    for name, text in describe():
+        print(f"  {name:<18} {text}")
+    print("datasets:")
+    for name, text in DATASETS.items():
+        print(f"  {name:<18} {text}")
+    return 0
+
+
+def train_config(args):
+    from genzoo.train import TrainConfig
+
+    if args.steps is None and args.epochs is None and args.time is None:
+        raise UsageError("give a training budget: --steps, --epochs and/or --time (seconds)")
+    return TrainConfig(batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                       weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup,
+                       grad_clip=args.grad_clip, ema_decay=args.ema, max_steps=args.steps,
+                       max_epochs=args.epochs, max_time=args.time, eval_every=args.eval_every,
+                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, seed=args.seed,
+                       device=args.device, compile=args.compile, amp=args.amp, progress=not args.quiet,
+                       eval_max_images=args.eval_max_images,
+                       **({"lr_decay": args.lr_decay} if args.lr_decay else {}))
+
+
+def cmd_train(args) -> int:
+    from genzoo.workflow import train_and_evaluate
+
+    options = dict(parse_option(o) for o in args.option)
+    run_dir = Path(args.run_dir or f"runs/{args.model}-{args.data}")
+    results = train_and_evaluate(args.model, args.data, run_dir, train_config(args), data_dir=args.data_dir,
+                                 model_options=options, conditional=args.conditional,
+                                 num_samples=args.samples, resume=not args.restart)
+    if results.get("status") == "interrupted":
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"interrupted at step {results.get('step')}; checkpoint saved. Resume with the same command.",
+                  file=sys.stderr)
+        return 130
+    if "test" in results:
+        test = results["test"]
+        print(f"test NLL: {test['nll_nats']:.3f} ± {test['nll_nats_stderr']:.3f} nats "
+              f"({test['bits_per_dim']:.4f} bits/dim) over {test['n']} images; run: {run_dir}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from genzoo.workflow import evaluate_run
+
+    result = evaluate_run(args.run, args.data_dir, args.split, args.batch_size, args.device, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['dataset']} {result['split']} ({result['n']} images): "
+              f"NLL {result['nll_nats']:.3f} ± {result['nll_nats_stderr']:.3f} nats, "
+              f"{result['bits_per_dim']:.4f} bits/dim")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from genzoo.checkpoint import load
+    from genzoo.images import save_grid
+    from genzoo.workflow import pick_device, sample_images
+
+    model = load(args.run).to(pick_device(args.device))
+    if args.label is not None and not model.conditional:
+        raise UsageError(f"--class given but the model in {args.run} is not class-conditional")
+    if args.label is not None and not 0 <= args.label < model.num_classes:
+        raise UsageError(f"--class must be in [0, {model.num_classes})")
+    samples = sample_images(model, args.n, seed=args.seed, labels=args.label, naive=args.naive)
+    path = save_grid(samples, model.levels, args.output)
+    print(f"wrote {args.n} samples to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genzoo", description="Deep generative models with honest likelihoods.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list models and datasets")
+    p.set_defaults(handler=cmd_list)
+
+    p = sub.add_parser("train", help="train a model, then evaluate it on the test split and draw samples",
+                       description="Train MODEL on --data; resumes automatically from RUN_DIR's checkpoint.")
+    p.add_argument("model", help="a model name from `genzoo list`")
+    p.add_argument("--data", default="digits", help="dataset name (default: digits, bundled)")
+    p.add_argument("--data-dir", help="data root (default: $GENZOO_DATA or the user cache)")
+    p.add_argument("--run-dir", help="output directory (default: runs/MODEL-DATA)")
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option, e.g. -o channels=64 -o num_blocks=7 (repeatable)")
+    p.add_argument("--conditional", action="store_true", help="class-conditional model (uses the labels)")
+    p.add_argument("--steps", type=positive(int), help="stop after this many optimizer steps")
+    p.add_argument("--epochs", type=positive(float), help="stop after this many epochs")
+    p.add_argument("--time", type=positive(float), help="stop after this many seconds of training")
+    p.add_argument("--batch-size", type=positive(int), default=64, help="global batch size (default 64)")
+    p.add_argument("--lr", type=positive(float), default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--optimizer", choices=["adam", "adamw"], default="adam")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", choices=["constant", "cosine", "exponential"], default="constant",
+                   help="learning-rate schedule")
+    p.add_argument("--lr-decay", type=positive(float), default=None, help="per-step factor of the exponential schedule")
+    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    p.add_argument("--grad-clip", type=positive(float), default=1.0, help="clip the gradient norm (default 1.0)")
+    p.add_argument("--ema", type=float, default=None, help="EMA decay of the weights, e.g. 0.999 (default off)")
+    p.add_argument("--eval-every", type=positive(int), default=1000, help="validate every N steps")
+    p.add_argument("--eval-max-images", type=positive(int), help="validate on the first N validation images only")
+    p.add_argument("--checkpoint-every", type=positive(int), default=500, help="checkpoint every N steps")
+    p.add_argument("--log-every", type=positive(int), default=50, help="log every N steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--amp", choices=["auto", "off"], default="auto", help="bf16 autocast on CUDA (auto) or never")
+    p.add_argument("--samples", type=int, default=64, help="samples to draw into RUN_DIR/samples.png (0: none)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in RUN_DIR and start over")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("eval", help="NLL of a trained run over a full split (nats and bits/dim)")
+    p.add_argument("run", help="run directory or model .safetensors file")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    p.add_argument("--data-dir", help="data root (default: the one the run was trained with)")
+    p.add_argument("--batch-size", type=positive(int), default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_eval)
+
+    p = sub.add_parser("sample", help="draw samples from a trained run into a PNG grid")
+    p.add_argument("run", help="run directory or model .safetensors file")
+    p.add_argument("-n", type=positive(int), default=64, help="number of samples (default 64)")
+    p.add_argument("-o", "--output", default="samples.png", help="PNG file to write (default samples.png)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--class", dest="label", type=int, help="class label for a class-conditional model")
+    p.add_argument("--naive", action="store_true", help="one full forward pass per subpixel (slow reference path)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler=cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from genzoo.checkpoint import CheckpointError
+    from genzoo.data import DataError
+
+    try:
+        return args.handler(args)
+    except (UsageError, ValueError, DataError, CheckpointError, FileNotFoundError, NotADirectoryError) as err:
+        if os.environ.get("GENZOO_DEBUG"):
+            raise
+        print(f"genzoo: error: {err or type(err).__name__}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("genzoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

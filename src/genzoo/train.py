@@ -1,0 +1,592 @@
+"""The one trainer: any genzoo model, one process or many (DDP), with checkpoints and exact resume.
+
+One process (CPU, or one GPU):
+
+    genzoo train pixelcnn --data binarized-mnist --epochs 20 --ema 0.999
+
+DDP on the 8 GPUs of one node (PyTorch's own launcher; NCCL on GPUs, gloo on CPU):
+
+    torchrun --standalone --nproc_per_node=8 -m genzoo.cli train pixelcnn --data binarized-mnist --epochs 20
+
+DDP across 2 nodes (run on each node: --node_rank=0 on the master, 1 on the other):
+
+    torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=10.0.0.1 --master_port=29500 \\
+        -m genzoo.cli train pixelcnn --data binarized-mnist --epochs 20
+
+From Python: ``train(model, dataset, "runs/x", TrainConfig(batch_size=64, max_steps=10_000))``; the tiny
+example ``tests/ddp_worker.py`` runs the same way with ``python`` or ``torchrun``.
+
+``batch_size`` is the global batch: each of N processes takes a contiguous 1/N slice and DDP averages
+the gradients, so a step equals the 1-process step on the whole batch (up to float rounding). DDP
+needs every parameter to receive a gradient at every step (no ``find_unused_parameters``).
+Everything lands in ``run_dir``: ``checkpoint.safetensors`` (the full training state, for resume),
+``model.safetensors`` (what ``genzoo.load(run_dir)`` reads), ``log.jsonl`` and ``tb/`` (TensorBoard).
+SIGINT/SIGTERM finish the current step, save, and return with status "interrupted"; calling ``train``
+again on the same ``run_dir`` continues exactly where it stopped: same batches, same random numbers,
+same losses to the last bit.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from genzoo.checkpoint import MODEL_FILE, flatten_state, load_tensors, save_model, save_tensors, unflatten_state
+from genzoo.data.base import ImageDataset, ImageSplit
+from genzoo.distributed import Distributed, gather_rng_states, seed_everything, select_device, set_rng_state
+from genzoo.ema import EMA
+from genzoo.evaluate import evaluate_nll
+
+CHECKPOINT_FILE = "checkpoint.safetensors"
+LOG_FILE = "log.jsonl"
+TB_DIR = "tb"
+FORMAT = "genzoo-train/1"
+SCHEDULES = ("constant", "cosine", "exponential")
+_NO_BAD_STEP = 2**62  # "no non-finite step seen yet"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; stored as JSON in every checkpoint."""
+
+    batch_size: int = 64              # GLOBAL images per step, split evenly over the DDP processes
+    lr: float = 1e-3                  # peak learning rate
+    optimizer: str = "adam"           # adam | adamw (decoupled weight decay)
+    weight_decay: float = 0.0
+    betas: tuple = (0.9, 0.999)       # Adam's moment decay rates
+    schedule: str = "constant"        # constant | cosine (down to 0 at decay_steps) | exponential
+    warmup_steps: int = 0             # linear warmup from lr/warmup_steps up to lr
+    decay_steps: int | None = None    # cosine horizon in steps; None: the step budget (max_steps or max_epochs)
+    lr_decay: float = 0.9999          # exponential schedule: lr multiplied by this after every step
+    grad_clip: float | None = 1.0     # max global L2 norm of the gradient; None: no clipping
+    ema_decay: float | None = None    # e.g. 0.999: evaluate and save an EMA of the weights; None: off
+    max_steps: int | None = None      # budgets: stop at the first one reached; at least one is required
+    max_epochs: float | None = None   # passes over the train split (fractions allowed)
+    max_time: float | None = None     # seconds of training wall time, accumulated across resumes
+    eval_every: int = 1000            # steps between validations (and one at the end)
+    eval_batch_size: int = 256
+    eval_split: str = "valid"
+    eval_max_images: int | None = None  # validate on the first N images only, for speed; None: all
+    checkpoint_every: int = 1000      # steps between checkpoints (and one at the end or on a signal)
+    log_every: int = 50               # steps between log lines; a line's loss is the mean since the last
+    seed: int = 0                     # data order, batch randomness, torch/numpy/random seeds (+ rank)
+    device: str = "auto"              # auto (CUDA if available) | cpu | cuda | cuda:N
+    amp: str = "auto"                 # auto (bf16 autocast on CUDA, off on CPU) | bf16 | off
+    compile: bool = False             # torch.compile the loss module
+    progress: bool = True             # tqdm progress bar on rank 0
+
+    def validate(self) -> None:
+        """Raise ValueError for a config that cannot run."""
+        checks = [
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.optimizer in ("adam", "adamw"), f"optimizer must be adam or adamw, got {self.optimizer!r}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
+            (self.lr > 0 and self.warmup_steps >= 0, "lr must be > 0 and warmup_steps >= 0"),
+            (any(b is not None for b in (self.max_steps, self.max_epochs, self.max_time)),
+             "set a training budget: max_steps, max_epochs or max_time"),
+            (min(self.eval_every, self.checkpoint_every, self.log_every, self.eval_batch_size) >= 1,
+             "eval_every, checkpoint_every, log_every and eval_batch_size must be >= 1"),
+            (self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}"),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            (self.ema_decay is None or 0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1) or None"),
+            (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0 or None"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+class NonFiniteLossError(RuntimeError, FloatingPointError):
+    """The loss or the gradient norm became NaN/inf; nothing was saved after the last good step."""
+
+
+@dataclass
+class TrainState:
+    """Where a run stands; with the weights and random states, all a resume needs."""
+
+    step: int = 0                  # optimizer updates done
+    epoch: int = 0                 # current pass over the train split (0-based)
+    batch_in_epoch: int = 0        # batches of that pass already used
+    elapsed: float = 0.0           # seconds of training wall time, across resumes
+    loss: float | None = None      # last logged train loss (mean nats per example)
+    valid: dict | None = None      # last validation metrics
+    best_valid: float | None = None  # lowest validation NLL (nats) or loss seen
+
+
+# Schedules, budgets and batches: pure functions of (config, step), so resuming needs only the step.
+
+def learning_rate(config: TrainConfig, step: int, horizon: int | None) -> float:
+    """Learning rate of update ``step`` (0-based): linear warmup, then the schedule."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    t = step - config.warmup_steps
+    if config.schedule == "cosine":
+        span = max(1, horizon - config.warmup_steps)
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(t, span) / span))
+    if config.schedule == "exponential":
+        return config.lr * config.lr_decay ** t
+    return config.lr
+
+
+def step_limit(config: TrainConfig, steps_per_epoch: int) -> int | None:
+    """The step budget from max_steps and max_epochs (None when only max_time is set)."""
+    limits = [] if config.max_steps is None else [config.max_steps]
+    if config.max_epochs is not None:
+        limits.append(math.ceil(config.max_epochs * steps_per_epoch - 1e-9))
+    return min(limits) if limits else None
+
+
+def _generator(*keys: int) -> torch.Generator:
+    """A torch generator seeded by integer keys (mixed by numpy's SeedSequence)."""
+    seed = int(np.random.SeedSequence(list(keys)).generate_state(1, dtype=np.uint64)[0]) >> 1
+    return torch.Generator().manual_seed(seed)
+
+
+def epoch_order(num_images: int, seed: int, epoch: int) -> torch.Tensor:
+    """The permutation of the train split used in pass ``epoch``."""
+    return torch.randperm(num_images, generator=_generator(seed, 0, epoch))
+
+
+def rank_batch(split: ImageSplit, order: torch.Tensor, state: TrainState, config: TrainConfig,
+               ctx: Distributed) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """This process's slice of the global batch at ``state``'s position.
+
+    Every rank draws the whole global batch (indexing and binarization are cheap) and keeps its slice,
+    so dynamically binarized images are the same as in a 1-process run.
+    """
+    start = state.batch_in_epoch * config.batch_size
+    index = order[start:start + config.batch_size]
+    x, y = split.batch(index, _generator(config.seed, 1, state.step))
+    per_rank = config.batch_size // ctx.world_size
+    part = slice(ctx.rank * per_rank, (ctx.rank + 1) * per_rank)
+    return x[part], None if y is None else y[part]
+
+
+def validate(model, split: ImageSplit, batch_size: int, seed: int = 0) -> dict:
+    """NLL in nats and bits/dim for models with ``log_prob``; otherwise the mean loss (nats/example)."""
+    if hasattr(model, "log_prob"):
+        return evaluate_nll(model, split, batch_size, seed=seed)
+    generator, total = torch.Generator().manual_seed(seed), 0.0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(split), batch_size):
+            x, y = split.batch(torch.arange(start, min(start + batch_size, len(split))), generator)
+            y = None if y is None else y.to(model.device)
+            total += float(model.loss(x.to(model.device), y)) * x.shape[0]
+    model.train(was_training)
+    return {"n": len(split), "loss": total / max(len(split), 1)}
+
+
+class LossModule(nn.Module):
+    """``forward(x, y) = model.loss(x, y)``: what DDP wraps, since DDP only hooks ``forward``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.loss(x, y)
+
+
+def train(model, dataset: ImageDataset, run_dir, config: TrainConfig, *, resume: bool = True,
+          data_info: dict | None = None) -> dict:
+    """Train ``model`` on ``dataset.train`` until a budget is reached or a signal arrives.
+
+    Continues from ``run_dir/checkpoint.safetensors`` when ``resume`` and it exists. Returns a dict:
+    status ("finished" | "interrupted"), step, epoch (float), elapsed (s), loss (last logged train loss,
+    nats/example), valid (last validation metrics), best_valid, images_per_sec (this call, training only).
+    ``data_info`` is stored in model.safetensors so that the dataset can be named when the model is loaded.
+    """
+    config.validate()
+    _check_model_fits(model, dataset)
+    device = select_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+    ctx, run = Distributed.from_env(device), None
+    try:
+        run = _Run(model, dataset, Path(run_dir), config, ctx, device, data_info)
+        run.setup(resume)
+        return run.run()
+    finally:
+        if run is not None:
+            run.loss_module = None  # the DDP wrapper holds the process group: free it before the group
+        ctx.close()
+
+
+def _check_model_fits(model, dataset: ImageDataset) -> None:
+    if tuple(model.image_shape) != tuple(dataset.image_shape) or model.levels != dataset.levels:
+        raise ValueError(f"the model is built for images {tuple(model.image_shape)} with {model.levels} levels, "
+                         f"but {dataset.name} has {tuple(dataset.image_shape)} with {dataset.levels} levels")
+    if getattr(model, "conditional", False) and dataset.train.labels is None:
+        raise ValueError(f"the model is class-conditional but {dataset.name} has no labels")
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj))
+
+
+def _check_checkpoint(meta: dict, model, dataset: ImageDataset, path: Path) -> None:
+    """Raise ValueError unless the checkpoint was written for this model and this image format."""
+    hint = "use another run directory, or resume=False to start over (and overwrite it)"
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a genzoo training checkpoint (format {meta.get('format')!r}); {hint}")
+    saved = meta.get("data") or {}
+    here = {"image_shape": list(dataset.image_shape), "levels": dataset.levels}
+    if {k: saved.get(k) for k in here} != here:
+        raise ValueError(f"{path} was trained on images {saved.get('image_shape')} with {saved.get('levels')} levels, "
+                         f"but {dataset.name} has {here['image_shape']} with {here['levels']} levels; {hint}")
+    theirs, ours = meta.get("model") or {}, _jsonable(model.config)
+    if theirs != ours:
+        diff = "; ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here"
+                         for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k))
+        raise ValueError(f"{path} belongs to a different model ({diff}); {hint}")
+
+
+class _Window:
+    """Statistics of the steps since the last log line, kept on the device (no host sync per step)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.first_bad = torch.full((), _NO_BAD_STEP, dtype=torch.int64, device=device)
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, grad norm
+        self.steps, self.start, self.excluded = 0, time.perf_counter(), 0.0
+
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor, step: int) -> None:
+        self.sums += torch.stack([loss.double(), grad_norm.double()])
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        self.first_bad = torch.minimum(self.first_bad, torch.where(finite, _NO_BAD_STEP, step))
+        self.steps += 1
+
+    def exclude(self, seconds: float) -> None:
+        """Do not count ``seconds`` (validation, saving) as training time."""
+        self.excluded += seconds
+
+    def first_non_finite(self, ctx: Distributed) -> int | None:
+        """The first step (1-based) with a NaN/inf loss or gradient on any rank, or None."""
+        bad = int(ctx.min_(self.first_bad.clone()))
+        return None if bad == _NO_BAD_STEP else bad
+
+    def summary(self, ctx: Distributed, batch_size: int) -> dict:
+        """Rank-averaged means since the last call, and throughput in images/s; then reset."""
+        loss, grad_norm = (ctx.sum_(self.sums.clone()) / (max(self.steps, 1) * ctx.world_size)).tolist()
+        seconds = max(time.perf_counter() - self.start - self.excluded, 1e-9)
+        out = {"loss": loss, "grad_norm": grad_norm, "images": self.steps * batch_size, "seconds": seconds}
+        self.reset()
+        return out
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM set a flag that the loop reads between steps; nothing else.
+
+    Repeated signals change nothing: on Ctrl-C a torchrun worker gets SIGINT from the terminal and again
+    from torchrun's agent, and must still save. SIGKILL (or torchrun's own timeout) is the hard stop.
+    """
+
+    def __init__(self):
+        self.received: int | None = None
+        self.previous: dict = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals to the caller
+                pass
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is None:
+            self.received = signum
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self.previous = {}
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines after ``step`` (left by a run that crashed after its last checkpoint)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", math.inf) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
+class _RunLog:
+    """Rank 0's outputs: JSON lines in log.jsonl, TensorBoard scalars in tb/, and a tqdm bar."""
+
+    def __init__(self, run_dir: Path, start_step: int, total: int | None, config: TrainConfig, enabled: bool):
+        self.path, self.max_time, self.enabled = run_dir / LOG_FILE, config.max_time, enabled
+        self.writer = self.bar = None
+        if not enabled:
+            return
+        from tensorboardX import SummaryWriter
+        from tqdm.auto import tqdm
+
+        _truncate_log(self.path, start_step)
+        self.writer = SummaryWriter(str(run_dir / TB_DIR), purge_step=start_step)
+        self.bar = tqdm(total=total, initial=start_step, unit="step", desc="train", dynamic_ncols=True,
+                        disable=not config.progress)
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        step = record["step"]
+        for key in ("loss", "lr", "grad_norm", "images_per_sec"):
+            if key in record:
+                self.writer.add_scalar(f"train/{key}", record[key], step)
+        for key, value in (record.get("valid") or {}).items():
+            if isinstance(value, (int, float)):
+                self.writer.add_scalar(f"valid/{key}", value, step)
+        if "loss" in record:
+            postfix = {"loss": f"{record['loss']:.4g}"}
+            if self.max_time is not None:
+                postfix["time"] = f"{record['elapsed']:.0f}/{self.max_time:.0f}s"
+            self.bar.set_postfix(postfix, refresh=False)
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def message(self, text: str) -> None:
+        if self.bar is not None and not self.bar.disable:
+            self.bar.write(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _Run:
+    """One call of ``train``: the objects of a run and the steps of its loop."""
+
+    def __init__(self, model, dataset, run_dir, config, ctx, device, data_info):
+        self.model, self.dataset, self.run_dir, self.config = model, dataset, run_dir, config
+        self.ctx, self.device = ctx, device
+        self.data_info = data_info if data_info is not None else {
+            "name": dataset.name, "image_shape": list(dataset.image_shape), "levels": dataset.levels}
+        if config.batch_size % ctx.world_size:
+            raise ValueError(f"batch_size {config.batch_size} is not divisible by {ctx.world_size} processes")
+        self.steps_per_epoch = len(dataset.train) // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch_size {config.batch_size} exceeds the {len(dataset.train)} training images")
+        self.limit = step_limit(config, self.steps_per_epoch)
+        self.horizon = config.decay_steps or self.limit
+        if config.schedule == "cosine" and self.horizon is None:
+            raise ValueError("the cosine schedule needs decay_steps, max_steps or max_epochs")
+        self.state, self.saved_step, self.images, self.seconds = TrainState(), None, 0, 0.0
+        use_amp = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
+        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp \
+            else contextlib.nullcontext
+
+    def setup(self, resume: bool) -> None:
+        """Build optimizer and EMA, restore a checkpoint or seed a fresh run, wrap for DDP/compile."""
+        cfg, model = self.config, self.model
+        model.to(self.device).train()
+        if self.ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        opt_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = opt_class(self.params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        path, ema_state = self.run_dir / CHECKPOINT_FILE, None
+        if resume and path.exists():
+            ema_state = self._restore(path)
+        else:
+            seed_everything(cfg.seed + self.ctx.rank)
+        self.ema = None if cfg.ema_decay is None else EMA(model, cfg.ema_decay)
+        if self.ema is not None and ema_state:
+            self.ema.load_state_dict(ema_state)
+        module = LossModule(model)
+        if self.ctx.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            module = nn.parallel.DistributedDataParallel(module, device_ids=ids)
+        self.loss_module = torch.compile(module) if cfg.compile else module
+
+    def _restore(self, path: Path) -> dict | None:
+        """Load weights, optimizer, random states and position; returns the EMA weights (or None)."""
+        tensors, meta = load_tensors(path)
+        _check_checkpoint(meta, self.model, self.dataset, path)
+        part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            self.model.load_state_dict(part("model."))
+        except RuntimeError as err:
+            raise ValueError(f"{path} does not match this model's weights: {err}") from None
+        self.optimizer.load_state_dict(unflatten_state(meta["optimizer"], tensors))
+        for group in self.optimizer.param_groups:  # this call's config wins over the stored one
+            group.update(betas=tuple(self.config.betas), weight_decay=self.config.weight_decay)
+        rngs = [unflatten_state(r, tensors) for r in meta["rng"]]
+        if self.ctx.rank < len(rngs):
+            set_rng_state(rngs[self.ctx.rank], self.device)
+        else:  # more processes than when saved: a fresh, distinct stream for the new ranks
+            seed_everything(self.config.seed + self.ctx.rank + 1_000_003 * meta["state"]["step"])
+        self.state = TrainState(**meta["state"])
+        self.saved_step = self.state.step
+        return part("ema.") if meta.get("has_ema") else None
+
+    def _save(self) -> None:
+        """Write checkpoint.safetensors and model.safetensors (rank 0; every rank must call)."""
+        rngs = gather_rng_states(self.ctx, self.device)
+        if self.ctx.is_main:
+            cfg, st = self.config, self.state
+            tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+            ema_state = None if self.ema is None else self.ema.state_dict()
+            tensors.update({f"ema.{k}": v for k, v in (ema_state or {}).items()})
+            meta = {"format": FORMAT, "model": _jsonable(self.model.config), "train": asdict(cfg),
+                    "data": _jsonable(dict(self.data_info, image_shape=list(self.dataset.image_shape),
+                                           levels=self.dataset.levels)),
+                    "state": asdict(st), "has_ema": ema_state is not None, "world_size": self.ctx.world_size,
+                    "optimizer": flatten_state(self.optimizer.state_dict(), "optimizer", tensors),
+                    "rng": [flatten_state(r, f"rng.{i}", tensors) for i, r in enumerate(rngs)]}
+            save_model(self.run_dir / MODEL_FILE, self.model, ema_state,
+                       extra={"data": self.data_info, "train": asdict(cfg), "step": st.step, "valid": st.valid})
+            save_tensors(self.run_dir / CHECKPOINT_FILE, tensors, meta)
+        self.saved_step = self.state.step
+        self.ctx.barrier()
+
+    def _validate(self) -> dict | None:
+        """Validation metrics with the EMA weights if any; the training random streams are untouched."""
+        cfg = self.config
+        split = self.dataset.split(cfg.eval_split)
+        if cfg.eval_max_images is not None:
+            n = cfg.eval_max_images
+            split = dataclasses.replace(split, images=split.images[:n],
+                                        labels=None if split.labels is None else split.labels[:n])
+        if len(split) == 0:
+            return None
+        cuda = [self.device.index] if self.device.type == "cuda" else []
+        ema = self.ema.applied_to(self.model) if self.ema is not None else contextlib.nullcontext()
+        with torch.random.fork_rng(devices=cuda), ema:
+            metrics = validate(self.model, split, cfg.eval_batch_size, cfg.seed)
+        self.model.train()
+        return metrics
+
+    def _step(self, x, y, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer update on this rank's slice; returns (loss, gradient norm) as device tensors."""
+        x = x.to(self.device, non_blocking=True)
+        y = None if y is None else y.to(self.device, non_blocking=True)
+        with self.autocast():
+            loss = self.loss_module(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf  # inf: norm only
+        grad_norm = nn.utils.clip_grad_norm_(self.params, clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.state.step + 1)
+        return loss.detach().float(), grad_norm
+
+    def _budget_reached(self) -> bool:
+        st, cfg = self.state, self.config
+        return (self.limit is not None and st.step >= self.limit) or \
+            (cfg.max_time is not None and st.elapsed >= cfg.max_time)
+
+    def _epoch(self) -> float:
+        return self.state.epoch + self.state.batch_in_epoch / self.steps_per_epoch
+
+    def run(self) -> dict:
+        """Install the signal handlers around the loop and report the result."""
+        signals = _StopSignals()
+        self.log = _RunLog(self.run_dir, self.state.step, self.limit, self.config, self.ctx.is_main)
+        signals.install()
+        try:
+            status = "finished" if self._budget_reached() else self._loop(signals)
+        finally:
+            signals.restore()
+            self.log.close()
+        st = self.state
+        return {"status": status, "step": st.step, "epoch": self._epoch(), "elapsed": st.elapsed,
+                "loss": st.loss, "valid": st.valid, "best_valid": st.best_valid,
+                "images_per_sec": self.images / self.seconds if self.seconds else None}
+
+    def _loop(self, signals: _StopSignals) -> str:
+        cfg, st, split = self.config, self.state, self.dataset.train
+        window, order, order_epoch = _Window(self.device), None, None
+        start, elapsed_before = time.perf_counter(), st.elapsed
+        while True:
+            if order_epoch != st.epoch:
+                order, order_epoch = epoch_order(len(split), cfg.seed, st.epoch), st.epoch
+            lr = learning_rate(cfg, st.step, self.horizon)
+            loss, grad_norm = self._step(*rank_batch(split, order, st, cfg, self.ctx), lr)
+            st.step += 1
+            st.batch_in_epoch += 1
+            if st.batch_in_epoch == self.steps_per_epoch:
+                st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+            window.add(loss, grad_norm, st.step)
+            st.elapsed = elapsed_before + time.perf_counter() - start
+            # ranks may see a signal or the time budget at different steps: agree before acting
+            signalled, done = self.ctx.any([signals.received is not None, self._budget_reached()])
+            self._boundary(window, lr, last=signalled or done, interrupted=signalled and not done)
+            st.elapsed = elapsed_before + time.perf_counter() - start
+            self.log.advance()
+            if signalled or done:
+                if signalled and not done:
+                    name = signal.Signals(signals.received).name if signals.received else "a signal"
+                    self.log.write({"step": st.step, "event": "interrupted", "signal": name})
+                    self.log.message(f"interrupted by {name} at step {st.step}; saved to {self.run_dir}")
+                    return "interrupted"
+                return "finished"
+
+    def _boundary(self, window: _Window, lr: float, last: bool, interrupted: bool) -> None:
+        """Between steps: check finiteness, validate, log and checkpoint when due."""
+        cfg, st = self.config, self.state
+        do_eval = st.step % cfg.eval_every == 0 or (last and not interrupted)
+        do_log = do_eval or last or st.step % cfg.log_every == 0
+        do_save = last or st.step % cfg.checkpoint_every == 0
+        if not (do_log or do_save):
+            return
+        bad = window.first_non_finite(self.ctx)
+        if bad is not None:
+            self._fail(bad)
+        record = None
+        if do_log:
+            summary = window.summary(self.ctx, cfg.batch_size)
+            self.images, self.seconds = self.images + summary["images"], self.seconds + summary["seconds"]
+            st.loss = summary["loss"]
+            record = {"step": st.step, "epoch": self._epoch(), "loss": st.loss, "lr": lr,
+                      "grad_norm": summary["grad_norm"], "images_per_sec": summary["images"] / summary["seconds"],
+                      "elapsed": st.elapsed}
+        began = time.perf_counter()
+        if do_eval:
+            st.valid = self._validate()
+            if st.valid is not None:
+                score = st.valid.get("nll_nats", st.valid.get("loss"))
+                st.best_valid = score if st.best_valid is None else min(st.best_valid, score)
+                record["valid"] = st.valid
+        if record is not None:
+            self.log.write(record)
+        if do_save:
+            self._save()
+        window.exclude(time.perf_counter() - began)
+
+    def _fail(self, bad_step: int) -> None:
+        where = (f"the checkpoint in {self.run_dir} (step {self.saved_step}) is the last good state"
+                 if self.saved_step is not None else "no checkpoint was written")
+        message = (f"non-finite loss or gradient norm at step {bad_step}; nothing was saved after it, {where}. "
+                   "Try a lower lr, grad_clip, or check the model and data.")
+        self.log.write({"step": self.state.step, "event": "error", "error": message})
+        raise NonFiniteLossError(message)

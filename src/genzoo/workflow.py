@@ -1,0 +1,118 @@
+"""Train -> evaluate -> sample, as one call: what ``genzoo train`` and the benchmarks run.
+
+Only wiring: the dataset, the registry, the trainer, the evaluator and the image writer do the work.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genzoo.checkpoint import CheckpointError, MODEL_FILE, load, load_tensors
+from genzoo.data import load_dataset
+from genzoo.evaluate import evaluate_nll
+from genzoo.images import save_grid
+from genzoo.registry import create, model_class
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(model_name: str, dataset, options: dict[str, Any], conditional: bool = False):
+    """The registered model sized for ``dataset``; ``conditional`` passes the dataset's class count."""
+    model_class(model_name)  # unknown names fail here, before anything else
+    options = dict(options)
+    if conditional:
+        if not dataset.num_classes:
+            raise ValueError(f"dataset {dataset.name} has no labels: it cannot train a class-conditional model")
+        options["num_classes"] = dataset.num_classes
+    return create(model_name, image_shape=dataset.image_shape, levels=dataset.levels, **options)
+
+
+def check_run_dir(run_dir: Path, model) -> None:
+    """Refuse to resume a run directory that holds a different model: nothing there is touched."""
+    for file in (run_dir / "checkpoint.safetensors", run_dir / MODEL_FILE):
+        if not file.exists():
+            continue
+        try:
+            _, meta = load_tensors(file)
+        except CheckpointError as err:
+            raise ValueError(f"cannot resume: {err}") from None
+        saved = meta.get("model") or meta.get("model_config")
+        if saved is not None and saved != model.config:
+            raise ValueError(f"{run_dir} holds a different run ({saved.get('name')} for images "
+                             f"{saved.get('image_shape')} with {saved.get('levels')} levels); "
+                             f"choose another --run-dir")
+
+
+def model_run_data(run_dir: str | os.PathLike, data_dir: str | None = None):
+    """Load the model of a run (EMA weights if any) and the dataset it was trained on."""
+    model = load(run_dir)
+    data = (model.checkpoint_info or {}).get("data") or {}
+    if "name" not in data:
+        raise ValueError(f"{run_dir} does not record its dataset; cannot evaluate it")
+    dataset = load_dataset(data["name"], data_dir if data_dir is not None else data.get("data_dir"))
+    if tuple(dataset.image_shape) != model.image_shape or dataset.levels != model.levels:
+        raise ValueError(f"the model in {run_dir} expects images {model.image_shape} with {model.levels} "
+                         f"levels but {dataset.name} has {dataset.image_shape} with {dataset.levels}")
+    return model, dataset
+
+
+def sample_images(model, n: int, seed: int = 0, labels=None, naive: bool = False, batch_size: int = 256) -> torch.Tensor:
+    """``n`` samples drawn in batches with a seeded generator on the model's device."""
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    chunks = []
+    for start in range(0, n, batch_size):
+        count = min(batch_size, n - start)
+        y = None
+        if model.conditional:
+            y = torch.arange(start, start + count) % model.num_classes if labels is None else torch.as_tensor(labels).expand(count)
+        kwargs = {"naive": naive} if naive else {}
+        chunks.append(model.sample(count, y, generator=generator, **kwargs).cpu())
+    return torch.cat(chunks)
+
+
+def evaluate_run(run_dir, data_dir=None, split: str = "test", batch_size: int = 256, device: str = "auto",
+                 progress: bool = False) -> dict:
+    """Test NLL (nats and bits/dim) of a run over the full split, EMA weights when present."""
+    model, dataset = model_run_data(run_dir, data_dir)
+    model.to(pick_device(device))
+    return {"split": split, "dataset": dataset.name, **evaluate_nll(model, dataset.split(split), batch_size, progress)}
+
+
+def train_and_evaluate(model_name: str, data_name: str, run_dir, config, *, data_dir=None,
+                       model_options: dict | None = None, conditional: bool = False, num_samples: int = 64,
+                       resume: bool = True) -> dict:
+    """Train (resuming if possible), then score the full test split and write a sample grid.
+
+    Writes into ``run_dir``: checkpoints, ``log.jsonl``, TensorBoard events, ``samples.png`` and
+    ``results.json``. Returns the results dict (status 'interrupted' if training was stopped).
+    """
+    from genzoo.train import train
+
+    dataset = load_dataset(data_name, data_dir)
+    model = build_model(model_name, dataset, model_options or {}, conditional)
+    run_dir = Path(run_dir)
+    if resume:
+        check_run_dir(run_dir, model)
+    data_info = {"name": dataset.name, "data_dir": None if data_dir is None else str(data_dir)}
+    result = train(model, dataset, run_dir, config, resume=resume, data_info=data_info)
+    if result.get("status") != "finished" or int(os.environ.get("RANK", "0")) != 0:
+        return result
+    start = time.perf_counter()
+    trained = load(run_dir).to(model.device)
+    test = evaluate_nll(trained, dataset.test, config.eval_batch_size, progress=config.progress)
+    results = {"model": model_name, "data": dataset.name, "params": sum(p.numel() for p in model.parameters()),
+               **result, "test": test, "eval_seconds": time.perf_counter() - start}
+    if num_samples:
+        samples = sample_images(trained, num_samples, seed=config.seed)
+        results["samples"] = str(save_grid(samples, dataset.levels, run_dir / "samples.png"))
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return results
