@@ -160,3 +160,23 @@ class AutoregressiveModel(ExplicitDensityModel):
             drawn = self.pixel_sample(self(x, y), index[1:], x, generator)
             x[index] = torch.where(keep, x[index], drawn)
         return x
+
+
+class LatentVariableModel(GenerativeModel):
+    """p(x) = ∫ p(z) p(x|z) dz, intractable: a bound to train on and an estimate to report.
+
+        elbo(x, y=None)                       -> Tensor[n]  evidence lower bound on log p(x), nats
+        log_prob_estimate(x, y=None, num_samples=k) -> Tensor[n]  k-sample importance-sampling estimate
+                                                     of log p(x), nats (a stochastic lower bound that
+                                                     rises with k towards log p(x))
+    ``loss`` is the negative ELBO (or the model's own training bound, e.g. IWAE's), mean nats/example.
+    """
+
+    def elbo(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_prob_estimate(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1000) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return -self.elbo(x, y).mean()
