@@ -81,3 +81,25 @@ def test_console_script_help_exits_zero():
     for command in ([], ["train"], ["eval"], ["sample"], ["list"]):
         done = subprocess.run([sys.executable, "-m", "genzoo.cli", *command, "--help"], capture_output=True, text=True)
         assert done.returncode == 0 and "usage" in done.stdout
+
+
+def test_complete_writes_a_grid_and_keeps_the_top_half(trained_run, tmp_path, capsys):
+    out = tmp_path / "completions.png"
+    assert run("complete", trained_run, "--data", "digits", "--index", 3, "--index", 5, "--samples", 3, "-o", out) == 0
+    assert "2 rows" in capsys.readouterr().out and out.exists()
+    import torch
+    from genzoo.checkpoint import load
+    from genzoo.data import load_dataset
+    from genzoo.workflow import complete_images, keep_mask
+    model, images = load(trained_run), load_dataset("digits").test.batch(torch.tensor([3]))[0]
+    known = keep_mask(model.image_shape, "top-half")
+    done = complete_images(model, images, known, 2)
+    assert torch.equal(done[0, :, known], images[:, known].expand(2, -1))
+
+
+def test_complete_rejects_bad_requests(trained_run, tmp_path, capsys):
+    assert run("complete", trained_run, "--index", 9999, "-o", tmp_path / "c.png") == 2
+    assert "out of range" in capsys.readouterr().err
+    assert run("complete", trained_run, "--data", "mnist", "-o", tmp_path / "c.png") == 2
+    assert "trained on digits" in capsys.readouterr().err
+    assert not (tmp_path / "c.png").exists()

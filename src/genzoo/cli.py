@@ -5,6 +5,7 @@
     genzoo train pixelcnn --data binarized-mnist --data-dir ../shared/data --time 3600
     genzoo eval runs/pixelcnn-digits
     genzoo sample runs/pixelcnn-digits -n 64 -o grid.png
+    genzoo complete runs/pixelcnn-digits --index 3 --keep top-half -o completions.png
 
 Errors in what the user asked for (bad arguments, unknown models or datasets, a run directory that
 holds another model, corrupt files) end with one line on stderr (a missing dataset adds the list of
@@ -66,7 +67,7 @@ def train_config(args):
 
     if args.steps is None and args.epochs is None and args.time is None:
         raise UsageError("give a training budget: --steps, --epochs and/or --time (seconds)")
-    return TrainConfig(batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+    return TrainConfig(batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, momentum=args.momentum,
                        weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup,
                        grad_clip=args.grad_clip, ema_decay=args.ema, max_steps=args.steps,
                        max_epochs=args.epochs, max_time=args.time, eval_every=args.eval_every,
@@ -125,6 +126,34 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_complete(args) -> int:
+    import torch
+
+    from genzoo.images import save_grid
+    from genzoo.models.base import AutoregressiveModel
+    from genzoo.workflow import complete_images, keep_mask, model_run_data, pick_device
+
+    model, dataset = model_run_data(args.run, args.data_dir)
+    if args.data is not None and args.data != dataset.name:
+        raise UsageError(f"the model in {args.run} was trained on {dataset.name}, not {args.data}")
+    if not isinstance(model, AutoregressiveModel):
+        raise UsageError(f"{model.config.get('name')} cannot complete images (not autoregressive)")
+    split = dataset.split(args.split)
+    bad = [i for i in args.index if not 0 <= i < len(split)]
+    if bad:
+        raise UsageError(f"--index {bad[0]} is out of range: the {args.split} split has {len(split)} images")
+    known = keep_mask(model.image_shape, args.keep, args.mask)
+    model.to(pick_device(args.device))
+    images, labels = split.batch(torch.tensor(args.index))
+    completions = complete_images(model, images, known, args.samples, args.seed,
+                                  labels if model.conditional else None)
+    masked = torch.where(known, images, torch.full_like(images, (model.levels - 1) // 2))
+    rows = torch.cat([images[:, None], masked[:, None], completions], 1)  # original, masked, completions
+    path = save_grid(rows.reshape(-1, *model.image_shape), model.levels, args.output, nrow=rows.shape[1])
+    print(f"wrote {len(args.index)} rows (original, kept part, {args.samples} completions) to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genzoo", description="Deep generative models with honest likelihoods.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -146,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time", type=positive(float), help="stop after this many seconds of training")
     p.add_argument("--batch-size", type=positive(int), default=64, help="global batch size (default 64)")
     p.add_argument("--lr", type=positive(float), default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--optimizer", choices=["adam", "adamw"], default="adam")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam")
+    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--schedule", choices=["constant", "cosine", "exponential"], default="constant",
                    help="learning-rate schedule")
@@ -186,12 +216,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive", action="store_true", help="one full forward pass per subpixel (slow reference path)")
     p.add_argument("--device", default="auto")
     p.set_defaults(handler=cmd_sample)
+
+    p = sub.add_parser("complete", help="complete partly hidden images (inpainting) with an autoregressive model")
+    p.add_argument("run", help="run directory or model .safetensors file")
+    p.add_argument("--data", help="dataset name (checked against the run's dataset)")
+    p.add_argument("--data-dir", help="data root (default: the one the run was trained with)")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    p.add_argument("--index", type=int, action="append", default=None, help="image index (repeatable; default 0..7)")
+    p.add_argument("--keep", default="top-half", choices=["top-half", "left-half"], help="the part that is kept")
+    p.add_argument("--mask", help="PNG of the image size: nonzero pixels are kept (overrides --keep)")
+    p.add_argument("--samples", type=positive(int), default=4, help="completions per image (default 4)")
+    p.add_argument("-o", "--output", default="completions.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler=cmd_complete)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "index", 0) is None:
+        args.index = list(range(8))
     from genzoo.checkpoint import CheckpointError
     from genzoo.data import DataError
 

@@ -61,7 +61,8 @@ class TrainConfig:
 
     batch_size: int = 64              # GLOBAL images per step, split evenly over the DDP processes
     lr: float = 1e-3                  # peak learning rate
-    optimizer: str = "adam"           # adam | adamw (decoupled weight decay)
+    optimizer: str = "adam"           # adam | adamw (decoupled weight decay) | sgd (with momentum)
+    momentum: float = 0.0             # sgd only: heavy-ball momentum (e.g. 0.9 for RBMs)
     weight_decay: float = 0.0
     betas: tuple = (0.9, 0.999)       # Adam's moment decay rates
     schedule: str = "constant"        # constant | cosine (down to 0 at decay_steps) | exponential
@@ -89,7 +90,7 @@ class TrainConfig:
         """Raise ValueError for a config that cannot run."""
         checks = [
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.optimizer in ("adam", "adamw"), f"optimizer must be adam or adamw, got {self.optimizer!r}"),
+            (self.optimizer in ("adam", "adamw", "sgd"), f"optimizer must be adam, adamw or sgd, got {self.optimizer!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (self.lr > 0 and self.warmup_steps >= 0, "lr must be > 0 and warmup_steps >= 0"),
             (any(b is not None for b in (self.max_steps, self.max_epochs, self.max_time)),
@@ -124,6 +125,14 @@ class TrainState:
 
 
 # Schedules, budgets and batches: pure functions of (config, step), so resuming needs only the step.
+
+def make_optimizer(params, cfg: "TrainConfig") -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD with momentum, as the config says."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return opt_class(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
 
 def learning_rate(config: TrainConfig, step: int, horizon: int | None) -> float:
     """Learning rate of update ``step`` (0-based): linear warmup, then the schedule."""
@@ -408,9 +417,8 @@ class _Run:
         model.to(self.device).train()
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        opt_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = opt_class(self.params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        self.optimizer = make_optimizer(self.params, cfg)
         path, ema_state = self.run_dir / CHECKPOINT_FILE, None
         if resume and path.exists():
             ema_state = self._restore(path)
@@ -436,7 +444,9 @@ class _Run:
             raise ValueError(f"{path} does not match this model's weights: {err}") from None
         self.optimizer.load_state_dict(unflatten_state(meta["optimizer"], tensors))
         for group in self.optimizer.param_groups:  # this call's config wins over the stored one
-            group.update(betas=tuple(self.config.betas), weight_decay=self.config.weight_decay)
+            group.update(weight_decay=self.config.weight_decay,
+                         **({"momentum": self.config.momentum} if self.config.optimizer == "sgd"
+                            else {"betas": tuple(self.config.betas)}))
         rngs = [unflatten_state(r, tensors) for r in meta["rng"]]
         if self.ctx.rank < len(rngs):
             set_rng_state(rngs[self.ctx.rank], self.device)

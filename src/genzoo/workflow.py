@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from genzoo.checkpoint import CheckpointError, MODEL_FILE, load, load_tensors
@@ -116,3 +117,41 @@ def train_and_evaluate(model_name: str, data_name: str, run_dir, config, *, data
         results["samples"] = str(save_grid(samples, dataset.levels, run_dir / "samples.png"))
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     return results
+
+
+def keep_mask(image_shape, keep: str | None = None, mask_file=None) -> torch.Tensor:
+    """Boolean (C, H, W) mask of the subpixels to keep: 'top-half', 'left-half', or a PNG (nonzero = keep)."""
+    c, h, w = image_shape
+    mask = torch.zeros(image_shape, dtype=torch.bool)
+    if mask_file is not None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            picture = torch.as_tensor(np.array(Image.open(mask_file).convert("L")))
+        except (OSError, UnidentifiedImageError) as err:
+            raise ValueError(f"cannot read mask file {mask_file}: {err}") from None
+        if tuple(picture.shape) != (h, w):
+            raise ValueError(f"mask file {mask_file} is {tuple(picture.shape)}, expected {(h, w)}")
+        mask[:] = picture > 0
+    elif keep == "top-half":
+        mask[:, : h // 2] = True
+    elif keep == "left-half":
+        mask[:, :, : w // 2] = True
+    else:
+        raise ValueError(f"--keep must be top-half or left-half (or give --mask), got {keep!r}")
+    return mask
+
+
+def complete_images(model, images: torch.Tensor, known: torch.Tensor, per_image: int, seed: int = 0,
+                    labels=None) -> torch.Tensor:
+    """``per_image`` completions of each image: the known subpixels kept, the rest sampled in order.
+
+    Returns (len(images), per_image, C, H, W). Conditioning is exact for subpixels that come before
+    every unknown one in the model's ordering (e.g. a kept top half) and ancestral beyond that.
+    """
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    x = images.repeat_interleave(per_image, 0).to(model.device)
+    mask = known.expand_as(images).repeat_interleave(per_image, 0).to(model.device)
+    y = None if labels is None else torch.as_tensor(labels).repeat_interleave(per_image, 0)
+    out = model.sample(x.shape[0], y, generator=generator, x=x, known=mask)
+    return out.cpu().reshape(len(images), per_image, *images.shape[1:])
