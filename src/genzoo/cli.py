@@ -65,6 +65,8 @@ def cmd_list(args) -> int:
 def train_config(args):
     from genzoo.train import TrainConfig
 
+    if getattr(args, "fit", None):  # no gradient steps: the budget is irrelevant
+        args.steps = args.steps or 1
     if args.steps is None and args.epochs is None and args.time is None:
         raise UsageError("give a training budget: --steps, --epochs and/or --time (seconds)")
     return TrainConfig(batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, momentum=args.momentum,
@@ -80,33 +82,42 @@ def train_config(args):
 def cmd_train(args) -> int:
     from genzoo.workflow import train_and_evaluate
 
+    from genzoo.registry import model_class
+
     options = dict(parse_option(o) for o in args.option)
+    if args.fit is None and hasattr(model_class(args.model), "fit"):
+        args.fit = "closed-form"  # e.g. naive Bayes: maximum likelihood by counting
     run_dir = Path(args.run_dir or f"runs/{args.model}-{args.data}")
     results = train_and_evaluate(args.model, args.data, run_dir, train_config(args), data_dir=args.data_dir,
                                  model_options=options, conditional=args.conditional,
-                                 num_samples=args.samples, resume=not args.restart)
+                                 num_samples=args.samples, resume=not args.restart, eval_k=args.eval_k,
+                                 fit=args.fit)
     if results.get("status") == "interrupted":
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"interrupted at step {results.get('step')}; checkpoint saved. Resume with the same command.",
                   file=sys.stderr)
         return 130
     if "test" in results:
-        test = results["test"]
-        print(f"test NLL: {test['nll_nats']:.3f} ± {test['nll_nats_stderr']:.3f} nats "
-              f"({test['bits_per_dim']:.4f} bits/dim) over {test['n']} images; run: {run_dir}")
+        print(f"test {describe_result(results['test'])}; run: {run_dir}")
     return 0
+
+
+def describe_result(r: dict) -> str:
+    """One line: exact NLL, or bound and importance-sampling estimate, in nats and bits/dim."""
+    if r.get("kind") == "bound":
+        return (f"NLL ≤ {r['elbo_nats']:.3f} ± {r['elbo_nats_stderr']:.3f} nats (negative ELBO), "
+                f"≈ {r['nll_estimate_nats']:.3f} ± {r['nll_estimate_nats_stderr']:.3f} nats "
+                f"(k={r['k']} importance samples; {r['nll_estimate_bits_per_dim']:.4f} bits/dim) over {r['n']} images")
+    return (f"NLL {r['nll_nats']:.3f} ± {r['nll_nats_stderr']:.3f} nats ({r['bits_per_dim']:.4f} bits/dim) "
+            f"over {r['n']} images")
 
 
 def cmd_eval(args) -> int:
     from genzoo.workflow import evaluate_run
 
-    result = evaluate_run(args.run, args.data_dir, args.split, args.batch_size, args.device, progress=not args.quiet)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{result['dataset']} {result['split']} ({result['n']} images): "
-              f"NLL {result['nll_nats']:.3f} ± {result['nll_nats_stderr']:.3f} nats, "
-              f"{result['bits_per_dim']:.4f} bits/dim")
+    result = evaluate_run(args.run, args.data_dir, args.split, args.batch_size, args.device,
+                          progress=not args.quiet, num_samples=args.k)
+    print(json.dumps(result) if args.json else f"{result['dataset']} {result['split']}: {describe_result(result)}")
     return 0
 
 
@@ -154,6 +165,17 @@ def cmd_complete(args) -> int:
     return 0
 
 
+def cmd_learning_curve(args) -> int:
+    from genzoo.tasks.learning_curve import run_learning_curve
+
+    result = run_learning_curve(args.data, args.data_dir, args.out, sizes=args.sizes,
+                                seeds=tuple(range(args.seeds)))
+    for row in result["rows"]:
+        print(f"{row['classifier']:<22} n={row['size']:<6} test error {row['error_mean']:.4f} ± {row['error_sd']:.4f}")
+    print(f"wrote {result['csv']} and {result['png']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genzoo", description="Deep generative models with honest likelihoods.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -170,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. -o channels=64 -o num_blocks=7 (repeatable)")
     p.add_argument("--conditional", action="store_true", help="class-conditional model (uses the labels)")
+    p.add_argument("--fit", choices=["em", "closed-form"],
+                   help="fit without gradient steps: EM (mixtures) or closed form (naive Bayes, the default for it)")
     p.add_argument("--steps", type=positive(int), help="stop after this many optimizer steps")
     p.add_argument("--epochs", type=positive(float), help="stop after this many epochs")
     p.add_argument("--time", type=positive(float), help="stop after this many seconds of training")
@@ -193,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--amp", choices=["auto", "off"], default="auto", help="bf16 autocast on CUDA (auto) or never")
     p.add_argument("--samples", type=int, default=64, help="samples to draw into RUN_DIR/samples.png (0: none)")
+    p.add_argument("--eval-k", type=positive(int), default=5000,
+                   help="importance samples for the final test estimate of latent-variable models")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in RUN_DIR and start over")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_train)
@@ -203,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data root (default: the one the run was trained with)")
     p.add_argument("--batch-size", type=positive(int), default=256)
     p.add_argument("--device", default="auto")
+    p.add_argument("--k", type=positive(int), default=5000,
+                   help="importance samples for latent-variable models (default 5000)")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_eval)
@@ -230,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(handler=cmd_complete)
+
+    p = sub.add_parser("learning-curve", help="generative vs discriminative: naive Bayes vs logistic regression "
+                                              "test error over training-set sizes (Ng & Jordan 2002)")
+    p.add_argument("--data", default="digits")
+    p.add_argument("--data-dir")
+    p.add_argument("--out", default="runs/learning-curve", help="folder for learning_curve.csv and .png")
+    p.add_argument("--sizes", type=positive(int), nargs="+", help="training-set sizes (default 10 .. all)")
+    p.add_argument("--seeds", type=positive(int), default=5, help="random subsets per size (default 5)")
+    p.set_defaults(handler=cmd_learning_curve)
     return parser
 
 

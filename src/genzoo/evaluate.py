@@ -48,3 +48,94 @@ def evaluate_nll(model, split: ImageSplit, batch_size: int = 256, progress: bool
         raise TypeError(f"{type(model).__name__} has no exact log_prob")
     generator = torch.Generator().manual_seed(seed)  # only used by dynamically binarized splits
     return summarize(log_likelihoods(model, split, batch_size, generator, progress), model.num_dims)
+
+
+# Latent-variable models (VAE, IWAE, ...): a bound and an importance-sampling estimate, never an exact NLL.
+
+@torch.no_grad()
+def latent_bounds(model, split: ImageSplit, num_samples: int = 5000, batch_size: int = 100, seed: int = 0,
+                  progress: bool = False) -> dict[str, torch.Tensor]:
+    """Per-image ELBO and ``num_samples``-sample estimate of log p(x), nats (float64 on CPU, split order).
+
+    Also the ELBO's two terms ("reconstruction", "kl") when the model has ``elbo_terms``. The model's
+    random numbers come from a generator seeded with ``seed`` (the caller's random state is restored).
+    """
+    from tqdm.auto import tqdm
+
+    device, was_training = model.device, model.training
+    model.eval()
+    images = torch.Generator().manual_seed(seed)  # only used by dynamically binarized splits
+    out: dict[str, list[torch.Tensor]] = {"elbo": [], "estimate": [], "reconstruction": [], "kl": []}
+    cuda = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        for start in tqdm(range(0, len(split), batch_size), desc="eval", disable=not progress, leave=False):
+            x, y = split.batch(torch.arange(start, min(start + batch_size, len(split))), images)
+            x, y = x.to(device), None if y is None else y.to(device)
+            if hasattr(model, "elbo_terms"):
+                reconstruction, kl = model.elbo_terms(x, y)
+                out["reconstruction"].append(reconstruction.double().cpu())
+                out["kl"].append(kl.double().cpu())
+                out["elbo"].append(out["reconstruction"][-1] - out["kl"][-1])
+            else:
+                out["elbo"].append(model.elbo(x, y).double().cpu())
+            out["estimate"].append(model.log_prob_estimate(x, y, num_samples=num_samples).double().cpu())
+    model.train(was_training)
+    empty = torch.zeros(0, dtype=torch.float64)
+    if not out["kl"]:
+        del out["reconstruction"], out["kl"]
+    return {key: torch.cat(parts) if parts else empty for key, parts in out.items()}
+
+
+def evaluate_bound(model, split: ImageSplit, num_samples: int = 5000, batch_size: int = 100, seed: int = 0,
+                   progress: bool = False) -> dict:
+    """Bound and estimate of the test NLL of a latent-variable model over the full split.
+
+    Returns n, k (= num_samples) and, each with a standard error over the images:
+    elbo_nats — the mean negative ELBO, an upper bound on the NLL (nats/example);
+    nll_estimate_nats — the mean negative k-sample importance-sampling estimate (Burda et al. 2016), an
+    upper bound in expectation that tightens as k grows; both also in bits/dim (``*_bits_per_dim``);
+    and, for models with ``elbo_terms``, reconstruction_nats (mean -E_q log p(x|z)) and kl_nats.
+    """
+    values = latent_bounds(model, split, num_samples, batch_size, seed, progress)
+    result = {"n": len(split), "k": int(num_samples)}
+    for name, key in (("elbo", "elbo"), ("nll_estimate", "estimate")):
+        s = summarize(values[key], model.num_dims)
+        result.update({f"{name}_nats": s["nll_nats"], f"{name}_nats_stderr": s["nll_nats_stderr"],
+                       f"{name}_bits_per_dim": s["bits_per_dim"],
+                       f"{name}_bits_per_dim_stderr": s["bits_per_dim_stderr"]})
+    if "kl" in values:
+        result["reconstruction_nats"] = float(-values["reconstruction"].mean())
+        result["kl_nats"] = float(values["kl"].mean())
+    return result
+
+
+def evaluate_model(model, split: ImageSplit, **kwargs) -> dict:
+    """``evaluate_nll`` for models with an exact ``log_prob``, ``evaluate_bound`` for latent-variable models.
+
+    The result's "kind" says which: "exact" or "bound". ``num_samples`` only matters for bounds and is
+    ignored for exact models.
+    """
+    from genzoo.models.base import LatentVariableModel
+
+    if isinstance(model, LatentVariableModel) or (not hasattr(model, "log_prob") and hasattr(model, "log_prob_estimate")):
+        return {"kind": "bound", **evaluate_bound(model, split, **kwargs)}
+    kwargs.pop("num_samples", None)
+    note = partition_note(model)
+    if note is None:
+        return {"kind": "exact", **evaluate_nll(model, split, **kwargs)}
+    # an energy model: exact only if its log Z was enumerated; otherwise an AIS estimate with its error
+    kind = "exact" if note["method"] == "exact" else "estimate"
+    return {"kind": kind, "partition": note, **evaluate_nll(model, split, **kwargs)}
+
+
+def partition_note(model) -> dict | None:
+    """How the normalizer behind ``model.log_prob`` was obtained, to label the NLL it gives; None for
+    models that need none (autoregressive, mixtures, ...).
+
+    For energy models (RBM): {"method": "exact" | "ais", "log_z": nats, "log_z_stderr": nats (0 if exact),
+    "log_z_interval": [low, high] (the AIS +-3 sigma interval), "current": whether it was computed for the
+    present weights}. An AIS-based NLL is an estimate with that uncertainty, not an exact value.
+    """
+    details = getattr(model, "partition_details", None)
+    return details() if callable(details) else None

@@ -21,6 +21,11 @@ MODELS: dict[str, tuple[str, str, str]] = {
     "diagonal-bilstm": ("autoregressive.pixelrnn", "DiagonalBiLSTM", "PixelRNN with Diagonal BiLSTM layers: skewed diagonals, full context, RGB masks"),
     "gated-pixelcnn": ("autoregressive.gated_pixelcnn", "GatedPixelCNN", "vertical+horizontal gated stacks, no blind spot, RGB masks, optional classes"),
     "pixelsnail": ("autoregressive.pixelsnail", "PixelSNAIL", "gated masked-conv residuals + causal self-attention over all earlier pixels, RGB masks"),
+    "rbm": ("energy.rbm", "RBM", "restricted Boltzmann machine: CD-k/PCD training, exact or AIS log Z; Bernoulli or softmax visibles"),
+    "vae": ("latent.vae", "VAE", "variational autoencoder: Gaussian latents, ELBO with closed-form KL, k-sample IS estimate"),
+    "iwae": ("latent.vae", "IWAE", "importance-weighted autoencoder: the VAE trained on the k-sample bound (k=5)"),
+    "bernoulli-mixture": ("classic.mixture", "DiscreteMixture", "mixture of K products of categoricals (Bernoulli if binary); exact likelihood, EM or gradient"),
+    "naive-bayes": ("classic.naive_bayes", "NaiveBayes", "class-conditional independent subpixels fitted by smoothed counts; log p(x|y), p(y|x)"),
 }
 
 

@@ -182,8 +182,10 @@ def rank_batch(split: ImageSplit, order: torch.Tensor, state: TrainState, config
 
 
 def validate(model, split: ImageSplit, batch_size: int, seed: int = 0) -> dict:
-    """NLL in nats and bits/dim for models with ``log_prob``; otherwise the mean loss (nats/example)."""
-    if hasattr(model, "log_prob"):
+    """NLL in nats and bits/dim for models with a usable ``log_prob``; otherwise the mean loss (nats/example).
+
+    (An RBM's log_prob needs a partition function for the present weights, which training changes.)"""
+    if hasattr(model, "log_prob") and getattr(model, "has_partition", True):
         return evaluate_nll(model, split, batch_size, seed=seed)
     generator, total = torch.Generator().manual_seed(seed), 0.0
     was_training = model.training

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from genzoo.checkpoint import CheckpointError, MODEL_FILE, load, load_tensors
+from genzoo.checkpoint import CheckpointError, MODEL_FILE, load, load_tensors, save_model
 from genzoo.data import load_dataset
-from genzoo.evaluate import evaluate_nll
+from genzoo.evaluate import evaluate_model
 from genzoo.images import save_grid
 from genzoo.registry import create, model_class
 
@@ -80,19 +80,35 @@ def sample_images(model, n: int, seed: int = 0, labels=None, naive: bool = False
     return torch.cat(chunks)
 
 
+def training_images(dataset, seed: int = 0) -> torch.Tensor:
+    """The whole train split as integer images (one fixed draw for dynamically binarized data)."""
+    return dataset.train.batch(torch.arange(len(dataset.train)), torch.Generator().manual_seed(seed))
+
+
+def prepare_for_evaluation(model, **partition_options) -> None:
+    """Energy models need log Z before log_prob: enumerated when small, else AIS (see the model)."""
+    if hasattr(model, "compute_partition") and not model.has_partition:
+        model.compute_partition(**partition_options)
+
+
 def evaluate_run(run_dir, data_dir=None, split: str = "test", batch_size: int = 256, device: str = "auto",
-                 progress: bool = False) -> dict:
-    """Test NLL (nats and bits/dim) of a run over the full split, EMA weights when present."""
+                 progress: bool = False, num_samples: int = 5000) -> dict:
+    """Test NLL of a run over the full split (nats and bits/dim), EMA weights when present: exact for
+    explicit-density models, ELBO and ``num_samples``-sample importance estimate for latent models."""
     model, dataset = model_run_data(run_dir, data_dir)
     model.to(pick_device(device))
-    return {"split": split, "dataset": dataset.name, **evaluate_nll(model, dataset.split(split), batch_size, progress)}
+    prepare_for_evaluation(model)
+    result = evaluate_model(model, dataset.split(split), batch_size=batch_size, progress=progress,
+                            num_samples=num_samples)
+    return {"split": split, "dataset": dataset.name, **result}
 
 
 def train_and_evaluate(model_name: str, data_name: str, run_dir, config, *, data_dir=None,
                        model_options: dict | None = None, conditional: bool = False, num_samples: int = 64,
-                       resume: bool = True) -> dict:
+                       resume: bool = True, eval_k: int = 5000, fit: str | None = None) -> dict:
     """Train (resuming if possible), then score the full test split and write a sample grid.
 
+    ``fit`` = "closed-form" (naive Bayes: counting) or "em" (mixtures) fits without the trainer.
     Writes into ``run_dir``: checkpoints, ``log.jsonl``, TensorBoard events, ``samples.png`` and
     ``results.json``. Returns the results dict (status 'interrupted' if training was stopped).
     """
@@ -104,12 +120,23 @@ def train_and_evaluate(model_name: str, data_name: str, run_dir, config, *, data
     if resume:
         check_run_dir(run_dir, model)
     data_info = {"name": dataset.name, "data_dir": None if data_dir is None else str(data_dir)}
-    result = train(model, dataset, run_dir, config, resume=resume, data_info=data_info)
+    if fit is not None:  # closed-form / EM fitting instead of gradient steps
+        start = time.perf_counter()
+        result = fit_model(model, dataset, fit, config.seed)
+        result["elapsed"] = time.perf_counter() - start
+        save_model(run_dir / MODEL_FILE, model, extra={"data": data_info, "fit": result})
+    else:
+        if hasattr(model, "init_from_data"):  # e.g. an RBM's visible biases from the data marginals
+            x, _ = training_images(dataset, config.seed)
+            model.init_from_data(x)
+        result = train(model, dataset, run_dir, config, resume=resume, data_info=data_info)
     if result.get("status") != "finished" or int(os.environ.get("RANK", "0")) != 0:
         return result
     start = time.perf_counter()
-    trained = load(run_dir).to(model.device)
-    test = evaluate_nll(trained, dataset.test, config.eval_batch_size, progress=config.progress)
+    trained = load(run_dir).to(pick_device(config.device))
+    prepare_for_evaluation(trained)
+    test = evaluate_model(trained, dataset.test, batch_size=config.eval_batch_size, progress=config.progress,
+                          num_samples=eval_k)
     results = {"model": model_name, "data": dataset.name, "params": sum(p.numel() for p in model.parameters()),
                **result, "test": test, "eval_seconds": time.perf_counter() - start}
     if num_samples:
@@ -117,6 +144,22 @@ def train_and_evaluate(model_name: str, data_name: str, run_dir, config, *, data
         results["samples"] = str(save_grid(samples, dataset.levels, run_dir / "samples.png"))
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     return results
+
+
+def fit_model(model, dataset, method: str, seed: int = 0) -> dict:
+    """Fit without gradient steps: 'closed-form' (``model.fit(images, labels)``) or 'em' (``model.fit_em``)."""
+    x, y = training_images(dataset, seed)
+    x = x.to(model.device)
+    if method == "closed-form" and hasattr(model, "fit"):
+        if model.conditional and y is None:
+            raise ValueError(f"{dataset.name} has no labels: {model.config['name']} needs them")
+        model.fit(x, None if y is None else y.to(model.device))
+        return {"status": "finished", "method": method}
+    if method == "em" and hasattr(model, "fit_em"):
+        history = model.fit_em(x, generator=torch.Generator().manual_seed(seed))
+        return {"status": "finished", "method": method, "iterations": len(history["log_likelihood"]),
+                "train_log_likelihood": history["log_likelihood"][-1]}
+    raise ValueError(f"{model.config['name']} cannot be fitted by {method!r}")
 
 
 def keep_mask(image_shape, keep: str | None = None, mask_file=None) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Tasks built on the models: experiments that produce tables and figures (learning curves)."""

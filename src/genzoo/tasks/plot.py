@@ -1,0 +1,107 @@
+"""Line plots with error bars drawn with PIL alone (no matplotlib dependency).
+
+``line_plot`` is enough for learning curves: a few series, optional log-scale x, error bars, a legend.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
+
+
+def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """About ``count`` round numbers (1, 2 or 5 times a power of ten apart) covering [lo, hi]."""
+    if hi <= lo:
+        hi = lo + 1.0
+    raw = (hi - lo) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.floor(lo / step) * step
+    return [first + i * step for i in range(int(math.ceil((hi - first) / step)) + 1)]
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 values times powers of ten within [lo, hi]."""
+    ticks = [m * 10 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1) for m in (1, 2, 5)]
+    return [t for t in ticks if lo <= t <= hi] or [lo, hi]
+
+
+def line_plot(series: list[dict], path, title: str = "", xlabel: str = "", ylabel: str = "",
+              logx: bool = False, size: tuple[int, int] = (720, 480)) -> Path:
+    """Write a PNG of ``series``: dicts with ``label``, ``x``, ``y`` and optional ``err`` (half-height of
+    each error bar). Returns the path; the file is replaced atomically."""
+    width, height = size
+    left, right, top, bottom = 70, 20, 40, 60
+    font = ImageFont.load_default()
+    xs = [x for s in series for x in s["x"]]
+    lows = [y - e for s in series for y, e in zip(s["y"], s.get("err") or [0] * len(s["y"]))]
+    highs = [y + e for s in series for y, e in zip(s["y"], s.get("err") or [0] * len(s["y"]))]
+    if not xs or (logx and min(xs) <= 0):
+        raise ValueError("need at least one point, and positive x for a log-scale axis")
+    fx = (lambda v: math.log10(v)) if logx else (lambda v: v)
+    x_lo, x_hi = fx(min(xs)), fx(max(xs))
+    if x_hi == x_lo:
+        x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
+    y_ticks = _nice_ticks(min(lows), max(highs))
+    y_lo, y_hi = y_ticks[0], y_ticks[-1]
+    pad = 0.04 * (x_hi - x_lo)
+
+    def to_px(x: float, y: float) -> tuple[float, float]:
+        u = left + (fx(x) - x_lo + pad) / (x_hi - x_lo + 2 * pad) * (width - left - right)
+        v = top + (y_hi - y) / (y_hi - y_lo) * (height - top - bottom)
+        return u, v
+
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    for t in y_ticks:
+        _, v = to_px(xs[0], t)
+        draw.line([left - 4, v, left, v], fill="black")
+        draw.line([left + 1, v, width - right - 1, v], fill=(230, 230, 230))
+        draw.text((left - 8, v), f"{t:g}", fill="black", font=font, anchor="rm")
+    x_ticks = _log_ticks(min(xs), max(xs)) if logx else _nice_ticks(min(xs), max(xs))
+    for t in x_ticks:
+        u, _ = to_px(t, y_lo)
+        if left <= u <= width - right:
+            draw.line([u, height - bottom, u, height - bottom + 4], fill="black")
+            draw.text((u, height - bottom + 8), f"{t:g}", fill="black", font=font, anchor="ma")
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")  # over the grid lines
+    for i, s in enumerate(series):
+        colour = COLOURS[i % len(COLOURS)]
+        points = [to_px(x, y) for x, y in zip(s["x"], s["y"])]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        for (u, v), x, y, e in zip(points, s["x"], s["y"], s.get("err") or [0] * len(points)):
+            (_, v_lo), (_, v_hi) = to_px(x, y - e), to_px(x, y + e)
+            draw.line([u, v_lo, u, v_hi], fill=colour)
+            draw.line([u - 4, v_lo, u + 4, v_lo], fill=colour)
+            draw.line([u - 4, v_hi, u + 4, v_hi], fill=colour)
+            draw.ellipse([u - 3, v - 3, u + 3, v + 3], fill=colour)
+        y_legend = top + 10 + 16 * i
+        draw.line([width - right - 150, y_legend, width - right - 125, y_legend], fill=colour, width=2)
+        draw.text((width - right - 120, y_legend), s["label"], fill="black", font=font, anchor="lm")
+    draw.text((width / 2, 12), title, fill="black", font=font, anchor="ma")
+    draw.text(((left + width - right) / 2, height - 22), xlabel + (" (log scale)" if logx else ""),
+              fill="black", font=font, anchor="ma")
+    label = Image.new("RGB", (height, 16), "white")  # the y label, drawn horizontally then turned
+    ImageDraw.Draw(label).text((height / 2, 8), ylabel, fill="black", font=font, anchor="mm")
+    image.paste(label.rotate(90, expand=True), (4, 0))
+    return _save_png(image, path)
+
+
+def _save_png(image: Image.Image, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
