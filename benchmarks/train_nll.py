@@ -74,6 +74,11 @@ def main() -> int:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--name", help="run name (default MODEL-DATA)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fit", choices=["em", "closed-form"], help="fit without gradient steps (mixtures, naive Bayes)")
+    p.add_argument("--eval-k", type=int, default=5000, help="importance samples for latent-variable models")
+    p.add_argument("--optimizer", default="adam")
+    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--grad-clip", type=float, default=1.0, help="0 disables clipping")
     args = p.parse_args()
 
     if args.threads:
@@ -82,18 +87,20 @@ def main() -> int:
     name = args.name or f"{args.model}-{args.data}"
     run_dir = HERE / "runs" / name
     config = TrainConfig(batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, ema_decay=args.ema,
+                         optimizer=args.optimizer, momentum=args.momentum, grad_clip=args.grad_clip or None,
                          max_time=args.time, max_steps=args.steps, eval_every=args.eval_every,
                          eval_max_images=args.eval_max_images, checkpoint_every=500, log_every=50,
                          seed=args.seed, device=args.device, compile=args.compile, progress=sys.stderr.isatty())
     start = time.time()
     results = train_and_evaluate(args.model, args.data, run_dir, config, data_dir=args.data_dir,
-                                 model_options=options, num_samples=64)
+                                 model_options=options, num_samples=64, fit=args.fit, eval_k=args.eval_k)
     record = {
         "benchmark": "train_nll", "name": name, "model": args.model, "data": args.data, "options": options,
         "status": results.get("status"),
         "test_nll_nats": results.get("test", {}).get("nll_nats"),
         "test_nll_nats_stderr": results.get("test", {}).get("nll_nats_stderr"),
         "test_bits_per_dim": results.get("test", {}).get("bits_per_dim"),
+        "test": results.get("test"),
         "train_images_per_sec": results.get("images_per_sec"),
         "params": results.get("params"), "steps": results.get("step"), "epochs": results.get("epoch"),
         "train_seconds": results.get("elapsed"), "wall_seconds": time.time() - start,

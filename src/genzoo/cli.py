@@ -4,8 +4,11 @@
     genzoo train pixelcnn --data digits --epochs 20
     genzoo train pixelcnn --data binarized-mnist --data-dir ../shared/data --time 3600
     genzoo eval runs/pixelcnn-digits
+    genzoo eval runs/dcgan-digits --samples 1000        (sample-quality metrics; any model)
     genzoo sample runs/pixelcnn-digits -n 64 -o grid.png
     genzoo complete runs/pixelcnn-digits --index 3 --keep top-half -o completions.png
+    genzoo simulate --series sunspots --states 3
+    genzoo latent runs/vae-digits probe            (also: encode, cluster, map, interpolate, reconstruct)
 
 Errors in what the user asked for (bad arguments, unknown models or datasets, a run directory that
 holds another model, corrupt files) end with one line on stderr (a missing dataset adds the list of
@@ -103,7 +106,19 @@ def cmd_train(args) -> int:
 
 
 def describe_result(r: dict) -> str:
-    """One line: exact NLL, or bound and importance-sampling estimate, in nats and bits/dim."""
+    """One line: exact NLL, or bound and importance-sampling estimate, in nats and bits/dim; and the
+    sample-quality metrics when computed."""
+    if "sample_metrics" in r:
+        from genzoo.metrics import summary_line
+
+        rest = {k: v for k, v in r.items() if k != "sample_metrics"}
+        head = "no likelihood (samples only)" if r.get("kind") == "samples-only" else describe_result(rest)
+        return f"{head}; samples: {summary_line(r['sample_metrics'])}"
+    if r.get("kind") == "samples-only":
+        return "no likelihood (samples only)"
+    if r.get("kind") == "reconstruction":
+        return (f"no likelihood (auto-encoder); reconstruction NLL {r['reconstruction_nats']:.3f} ± "
+                f"{r['reconstruction_nats_stderr']:.3f} nats over {r['n']} images")
     if r.get("kind") == "bound":
         return (f"NLL ≤ {r['elbo_nats']:.3f} ± {r['elbo_nats_stderr']:.3f} nats (negative ELBO), "
                 f"≈ {r['nll_estimate_nats']:.3f} ± {r['nll_estimate_nats_stderr']:.3f} nats "
@@ -115,8 +130,10 @@ def describe_result(r: dict) -> str:
 def cmd_eval(args) -> int:
     from genzoo.workflow import evaluate_run
 
+    if args.samples is not None and args.samples < 0:
+        raise UsageError(f"--samples must be >= 0, got {args.samples}")
     result = evaluate_run(args.run, args.data_dir, args.split, args.batch_size, args.device,
-                          progress=not args.quiet, num_samples=args.k)
+                          progress=not args.quiet, num_samples=args.k, sample_count=args.samples)
     print(json.dumps(result) if args.json else f"{result['dataset']} {result['split']}: {describe_result(result)}")
     return 0
 
@@ -176,6 +193,80 @@ def cmd_learning_curve(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    from genzoo.tasks.simulate import load_csv, load_series, simulate
+
+    if (args.series is None) == (args.csv is None):
+        raise UsageError("give one of --series NAME or --csv FILE")
+    if args.columns and args.csv is None:
+        raise UsageError("--columns needs --csv")
+    if args.csv is not None:
+        columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+        (values, columns), name = load_csv(args.csv, columns), Path(args.csv).stem
+    else:
+        (values, columns), name = load_series(args.series), args.series
+    r = simulate(values, columns, args.out or f"runs/simulate-{name}", name=name, states=args.states,
+                 covariance=args.covariance, samples=args.samples, lags=args.lags, restarts=args.restarts,
+                 iterations=args.iterations, seed=args.seed)
+    ks = ", ".join(f"{c} {v['ks_statistic']:.3f}" for c, v in r["per_column"].items())
+    print(f"{name}: {r['length']} steps x {len(columns)}; HMM log-likelihood {r['log_likelihood_per_step']:.4f} "
+          f"nats/step (i.i.d. Gaussian {r['iid_gaussian_log_likelihood_per_step']:.4f}); KS {ks}; "
+          f"wrote {r['png']} and {r['json']}")
+    return 0
+
+
+LATENT_OUTPUTS = {"encode": "codes.npy", "map": "latent_map.png", "interpolate": "interpolation.png",
+                  "reconstruct": "reconstructions.png"}
+
+
+def cmd_latent(args) -> int:
+    from genzoo.images import save_grid
+    from genzoo.tasks import latent
+    from genzoo.workflow import model_run_data, pick_device
+
+    model, dataset = model_run_data(args.run, args.data_dir)
+    if not latent.has_latent_space(model):
+        raise UsageError(f"{model.config.get('name')} has no latent codes (use a VAE, IWAE or autoencoder run)")
+    model.to(pick_device(args.device)).eval()
+    split = dataset.split(args.split)
+    output = args.output or LATENT_OUTPUTS.get(args.action)
+    bad = [i for i in args.index if not 0 <= i < len(split)]
+    if bad:
+        raise UsageError(f"--index {bad[0]} is out of range: the {args.split} split has {len(split)} images")
+    if args.action in ("probe", "cluster", "map") and split.labels is None:
+        raise UsageError(f"{dataset.name} has no labels: {args.action} needs them")
+    if args.action == "encode":
+        result = latent.save_codes(model, split, output, seed=args.seed)
+        line = f"wrote {result['n']} codes of {result['latent']} dimensions to {result['codes']}" + (
+            f" and their labels to {result['labels']}" if "labels" in result else "")
+    elif args.action == "probe":
+        result = latent.linear_probe(model, dataset, args.split, seed=args.seed)
+        line = (f"linear probe on {result['latent']}-d codes: {args.split} accuracy {result['accuracy']:.4f} "
+                f"(train {result['train_accuracy']:.4f}; majority class {result['chance']:.4f})")
+    elif args.action == "cluster":
+        result = latent.cluster_codes(model, dataset, args.split, args.components, seed=args.seed)
+        line = (f"Gaussian mixture of {result['components']} on the codes: ARI {result['ari']:.4f}, "
+                f"NMI {result['nmi']:.4f} on {result['n']} {args.split} images")
+    elif args.action == "map":
+        result = latent.latent_map(model, split, output, seed=args.seed)
+        line = f"wrote a map of {result['n']} codes to {result['path']}"
+    elif args.action == "interpolate":
+        if len(args.index) % 2:
+            raise UsageError("interpolate takes pairs: give an even number of --index (A B [A B ...])")
+        pairs = list(zip(args.index[0::2], args.index[1::2]))
+        rows = latent.interpolate(model, split, pairs, args.steps, args.seed, mean=not args.draw)
+        path = save_grid(rows.reshape(-1, *model.image_shape), model.levels, output, nrow=rows.shape[1])
+        result = {"path": str(path), "pairs": pairs}
+        line = f"wrote {len(pairs)} rows (image A, {args.steps} decoded codes from A to B, image B) to {path}"
+    else:
+        rows = latent.reconstruct(model, split, args.index, args.seed, mean=not args.draw)
+        path = save_grid(rows.reshape(-1, *model.image_shape), model.levels, output, nrow=rows.shape[1])
+        result = {"path": str(path), "indices": args.index}
+        line = f"wrote {len(args.index)} originals (top) and reconstructions (bottom) to {path}"
+    print(json.dumps(result) if args.json else line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genzoo", description="Deep generative models with honest likelihoods.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -231,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--k", type=positive(int), default=5000,
                    help="importance samples for latent-variable models (default 5000)")
+    p.add_argument("--samples", type=int, metavar="N",
+                   help="also score N samples: Fréchet distance, KID, precision/recall, class histogram in a "
+                        "feature network's space (default: the split's size for GANs, else 0)")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_eval)
@@ -267,6 +361,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=positive(int), nargs="+", help="training-set sizes (default 10 .. all)")
     p.add_argument("--seeds", type=positive(int), default=5, help="random subsets per size (default 5)")
     p.set_defaults(handler=cmd_learning_curve)
+
+    p = sub.add_parser("simulate", help="fit a Gaussian HMM to a real time series, simulate series like it, "
+                                        "compare marginals and autocorrelations (PNG + JSON)")
+    p.add_argument("--series", help="a series shipped with statsmodels: sunspots, co2, elnino, macro")
+    p.add_argument("--csv", help="a CSV file with a header row (instead of --series)")
+    p.add_argument("--columns", help="comma-separated CSV columns (default: every numeric column)")
+    p.add_argument("--states", type=positive(int), default=3, help="hidden states (default 3)")
+    p.add_argument("--covariance", choices=["diag", "full"], default="diag")
+    p.add_argument("--samples", type=positive(int), default=100, help="simulated series (default 100)")
+    p.add_argument("--lags", type=positive(int), default=20, help="autocorrelation lags (default 20)")
+    p.add_argument("--restarts", type=positive(int), default=4, help="EM runs from random starts; the best is kept")
+    p.add_argument("--iterations", type=positive(int), default=200, help="EM iterations per run at most")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default runs/simulate-NAME)")
+    p.set_defaults(handler=cmd_simulate)
+
+    p = sub.add_parser("latent", help="use a VAE's or auto-encoder's latent space: encode, probe, cluster, map, "
+                                      "interpolate, reconstruct",
+                       description="encode: codes to .npy (labels beside); probe: linear-probe accuracy of the "
+                                   "codes; cluster: Gaussian-mixture ARI/NMI; map: 2-D scatter PNG (PCA above 2 "
+                                   "dimensions); interpolate: decode along lines between pairs of codes; "
+                                   "reconstruct: originals above reconstructions.")
+    p.add_argument("run", help="run directory or model .safetensors file")
+    p.add_argument("action", choices=["encode", "probe", "cluster", "map", "interpolate", "reconstruct"])
+    p.add_argument("--split", choices=["train", "valid", "test"], default="test",
+                   help="images to use (probe and cluster fit on train, score on this split)")
+    p.add_argument("--data-dir", help="data root (default: the one the run was trained with)")
+    p.add_argument("-o", "--output", help="file to write (default: " +
+                   ", ".join(f"{k}: {v}" for k, v in LATENT_OUTPUTS.items()) + ")")
+    p.add_argument("--index", type=int, action="append", default=None,
+                   help="image index (repeatable; default 0..7); interpolate pairs them up: A B [A B ...]")
+    p.add_argument("--steps", type=positive(int), default=10, help="decoded points per interpolation (default 10)")
+    p.add_argument("--components", type=positive(int), help="mixture components (default: number of classes)")
+    p.add_argument("--draw", action="store_true", help="draw pixels from p(x|z) instead of each one's mean level")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.set_defaults(handler=cmd_latent)
     return parser
 
 

@@ -110,16 +110,44 @@ def evaluate_bound(model, split: ImageSplit, num_samples: int = 5000, batch_size
     return result
 
 
+@torch.no_grad()
+def evaluate_reconstruction(model, split: ImageSplit, batch_size: int = 256, seed: int = 0,
+                            progress: bool = False) -> dict:
+    """Mean reconstruction NLL -log p(x | z = e(x)) over the full split, nats/example and bits/dim, for
+    models with ``reconstruction_log_prob`` and no likelihood (auto-encoders): NOT an NLL of the data."""
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    generator, out = torch.Generator().manual_seed(seed), []  # only used by dynamically binarized splits
+    for start in tqdm(range(0, len(split), batch_size), desc="eval", disable=not progress, leave=False):
+        x, _ = split.batch(torch.arange(start, min(start + batch_size, len(split))), generator)
+        out.append(model.reconstruction_log_prob(x.to(model.device)).double().cpu())
+    model.train(was_training)
+    s = summarize(torch.cat(out) if out else torch.zeros(0, dtype=torch.float64), model.num_dims)
+    return {"n": s["n"], "reconstruction_nats": s["nll_nats"], "reconstruction_nats_stderr": s["nll_nats_stderr"],
+            "reconstruction_bits_per_dim": s["bits_per_dim"]}
+
+
 def evaluate_model(model, split: ImageSplit, **kwargs) -> dict:
     """``evaluate_nll`` for models with an exact ``log_prob``, ``evaluate_bound`` for latent-variable models.
 
     The result's "kind" says which: "exact" or "bound". ``num_samples`` only matters for bounds and is
-    ignored for exact models.
+    ignored for exact models. Models with neither ``log_prob`` nor ``log_prob_estimate`` (GANs) give
+    {"kind": "samples-only"}: judge them by ``genzoo.metrics.sample_metrics``; auto-encoders (with
+    ``reconstruction_log_prob``) give {"kind": "reconstruction", ...} from ``evaluate_reconstruction``.
     """
     from genzoo.models.base import LatentVariableModel
 
+    if not hasattr(model, "log_prob") and hasattr(model, "reconstruction_log_prob"):
+        kwargs.pop("num_samples", None)
+        return {"kind": "reconstruction", **evaluate_reconstruction(model, split, **kwargs)}
+
+    if not isinstance(model, LatentVariableModel) and not any(hasattr(model, a) for a in ("log_prob", "log_prob_estimate")):
+        return {"kind": "samples-only"}
     if isinstance(model, LatentVariableModel) or (not hasattr(model, "log_prob") and hasattr(model, "log_prob_estimate")):
-        return {"kind": "bound", **evaluate_bound(model, split, **kwargs)}
+        note = partition_note(model)  # a DBN's bound rests on its top RBM's log Z (exact or AIS)
+        return {"kind": "bound", **({"partition": note} if note else {}), **evaluate_bound(model, split, **kwargs)}
     kwargs.pop("num_samples", None)
     note = partition_note(model)
     if note is None:

@@ -22,10 +22,16 @@ MODELS: dict[str, tuple[str, str, str]] = {
     "gated-pixelcnn": ("autoregressive.gated_pixelcnn", "GatedPixelCNN", "vertical+horizontal gated stacks, no blind spot, RGB masks, optional classes"),
     "pixelsnail": ("autoregressive.pixelsnail", "PixelSNAIL", "gated masked-conv residuals + causal self-attention over all earlier pixels, RGB masks"),
     "rbm": ("energy.rbm", "RBM", "restricted Boltzmann machine: CD-k/PCD training, exact or AIS log Z; Bernoulli or softmax visibles"),
-    "vae": ("latent.vae", "VAE", "variational autoencoder: Gaussian latents, ELBO with closed-form KL, k-sample IS estimate"),
+    "dbn": ("energy.dbn", "DBN", "deep belief net: greedily trained stacked RBMs, top RBM + sigmoid layers; variational bound and IS estimate"),
+    "vae": ("latent.vae", "VAE", "variational autoencoder: Gaussian latents, ELBO, k-sample IS estimate; options: IAF/planar flow posterior, classes, PixelCNN decoder"),
     "iwae": ("latent.vae", "IWAE", "importance-weighted autoencoder: the VAE trained on the k-sample bound (k=5)"),
+    "autoencoder": ("latent.autoencoder", "AutoEncoder", "deterministic auto-encoder: reconstruction NLL, no likelihood; samples from Gaussian-fitted codes"),
+    "dcgan": ("adversarial.gan", "DCGAN", "DCGAN (transposed-conv G, strided-conv D); minimax or non-saturating GAN loss; samples only"),
+    "wgan-gp": ("adversarial.gan", "WGANGP", "DCGAN networks as a Wasserstein GAN with gradient penalty (n_critic=5); samples only"),
+    "cgan": ("adversarial.gan", "ConditionalGAN", "class-conditional DCGAN: label embedding in G, projection D; samples only"),
     "bernoulli-mixture": ("classic.mixture", "DiscreteMixture", "mixture of K products of categoricals (Bernoulli if binary); exact likelihood, EM or gradient"),
     "naive-bayes": ("classic.naive_bayes", "NaiveBayes", "class-conditional independent subpixels fitted by smoothed counts; log p(x|y), p(y|x)"),
+    "hmm": ("classic.hmm", "RowHMM", "hidden Markov model over image rows (Bernoulli/categorical rows); exact forward likelihood, EM or gradient"),
 }
 
 

@@ -24,6 +24,14 @@ Everything lands in ``run_dir``: ``checkpoint.safetensors`` (the full training s
 SIGINT/SIGTERM finish the current step, save, and return with status "interrupted"; calling ``train``
 again on the same ``run_dir`` continues exactly where it stopped: same batches, same random numbers,
 same losses to the last bit.
+
+Two-player models (GANs) declare ``parameter_groups() -> {name: [parameters]}`` and
+``train_step(x, y, optimizers, step) -> {name: scalar tensor}``: the trainer builds one optimizer per
+group (the config's, updated by the model's ``optimizer_options(name)`` if it has one), sets each one's
+scheduled learning rate, clips each group's gradient norm just before its ``optimizer.step()`` (a step
+pre-hook; ``grad_clip=None``: no clipping), and lets ``train_step`` do its own alternating updates.
+The returned scalars are logged (the entry "loss", else the first one, is the run's "loss"); every
+optimizer's state is checkpointed, so resume stays exact. One process only (no DDP, no compile).
 """
 from __future__ import annotations
 
@@ -126,12 +134,44 @@ class TrainState:
 
 # Schedules, budgets and batches: pure functions of (config, step), so resuming needs only the step.
 
+OPTIMIZER_OPTIONS = ("optimizer", "lr", "betas", "momentum", "weight_decay")  # what a player may override
+
+
 def make_optimizer(params, cfg: "TrainConfig") -> torch.optim.Optimizer:
     """Adam, AdamW or SGD with momentum, as the config says."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     opt_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return opt_class(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+
+def set_hyperparameters(optimizer: torch.optim.Optimizer, cfg: "TrainConfig") -> None:
+    """Put ``cfg``'s weight decay and momentum/betas into a (restored) optimizer: this call's config wins."""
+    for group in optimizer.param_groups:
+        group.update(weight_decay=cfg.weight_decay,
+                     **({"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {"betas": tuple(cfg.betas)}))
+
+
+def player_groups(model) -> dict[str, list[nn.Parameter]] | None:
+    """The trainable parameters of each player of a model with ``train_step``; None for ``loss`` models."""
+    if not (callable(getattr(model, "parameter_groups", None)) and callable(getattr(model, "train_step", None))):
+        return None
+    groups = {str(name): [p for p in params if p.requires_grad] for name, params in model.parameter_groups().items()}
+    ids = [id(p) for params in groups.values() for p in params]
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    if not groups or not all(groups.values()) or len(ids) != len(set(ids)) or set(ids) != trainable:
+        raise ValueError("parameter_groups() must split the model's trainable parameters into disjoint, "
+                         f"non-empty groups; got {({k: len(v) for k, v in groups.items()})}")
+    return groups
+
+
+def player_config(model, name: str, cfg: "TrainConfig") -> "TrainConfig":
+    """The config of player ``name``'s optimizer: ``cfg`` with the model's ``optimizer_options(name)``."""
+    options = dict(model.optimizer_options(name)) if callable(getattr(model, "optimizer_options", None)) else {}
+    unknown = sorted(set(options) - set(OPTIMIZER_OPTIONS))
+    if unknown:
+        raise ValueError(f"optimizer_options({name!r}) may set {', '.join(OPTIMIZER_OPTIONS)}; got {unknown}")
+    return dataclasses.replace(cfg, **options)
 
 
 def learning_rate(config: TrainConfig, step: int, horizon: int | None) -> float:
@@ -221,6 +261,9 @@ def train(model, dataset: ImageDataset, run_dir, config: TrainConfig, *, resume:
     """
     config.validate()
     _check_model_fits(model, dataset)
+    if player_groups(model) is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(f"{type(model).__name__} trains with several optimizers (train_step): "
+                         "run it in one process; DDP is not supported for such models")
     device = select_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
     ctx, run = Distributed.from_env(device), None
     try:
@@ -272,11 +315,16 @@ class _Window:
 
     def reset(self) -> None:
         self.sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, grad norm
+        self.scalars: dict[str, list] = {}  # name -> [sum, count]: a two-player model's named scalars
         self.steps, self.start, self.excluded = 0, time.perf_counter(), 0.0
 
-    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor, step: int) -> None:
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor, step: int, scalars: dict | None = None) -> None:
         self.sums += torch.stack([loss.double(), grad_norm.double()])
         finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        for name, value in (scalars or {}).items():
+            total = self.scalars.setdefault(name, [0.0, 0])
+            total[0], total[1] = total[0] + value.double(), total[1] + 1
+            finite = finite & torch.isfinite(value)
         self.first_bad = torch.minimum(self.first_bad, torch.where(finite, _NO_BAD_STEP, step))
         self.steps += 1
 
@@ -293,7 +341,8 @@ class _Window:
         """Rank-averaged means since the last call, and throughput in images/s; then reset."""
         loss, grad_norm = (ctx.sum_(self.sums.clone()) / (max(self.steps, 1) * ctx.world_size)).tolist()
         seconds = max(time.perf_counter() - self.start - self.excluded, 1e-9)
-        out = {"loss": loss, "grad_norm": grad_norm, "images": self.steps * batch_size, "seconds": seconds}
+        out = {"loss": loss, "grad_norm": grad_norm, "images": self.steps * batch_size, "seconds": seconds,
+               "scalars": {name: float(total) / count for name, (total, count) in self.scalars.items()}}
         self.reset()
         return out
 
@@ -370,6 +419,9 @@ class _RunLog:
         for key, value in (record.get("valid") or {}).items():
             if isinstance(value, (int, float)):
                 self.writer.add_scalar(f"valid/{key}", value, step)
+        for group, prefix in (("scalars", "train/"), ("lrs", "train/lr/")):
+            for key, value in (record.get(group) or {}).items():
+                self.writer.add_scalar(f"{prefix}{key}", value, step)
         if "loss" in record:
             postfix = {"loss": f"{record['loss']:.4g}"}
             if self.max_time is not None:
@@ -420,7 +472,11 @@ class _Run:
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(self.params, cfg)
+        self.players = player_groups(model)
+        if self.players is None:
+            self.optimizer = make_optimizer(self.params, cfg)
+        else:
+            self._setup_players()
         path, ema_state = self.run_dir / CHECKPOINT_FILE, None
         if resume and path.exists():
             ema_state = self._restore(path)
@@ -435,6 +491,23 @@ class _Run:
             module = nn.parallel.DistributedDataParallel(module, device_ids=ids)
         self.loss_module = torch.compile(module) if cfg.compile else module
 
+    def _setup_players(self) -> None:
+        """One optimizer per parameter group, each clipping its own gradients right before it steps."""
+        if self.ctx.enabled or self.config.compile:
+            raise ValueError("models with train_step run in one process and without compile")
+        self.player_configs = {name: player_config(self.model, name, self.config) for name in self.players}
+        self.optimizers, self.grad_norms = {}, {}
+        for name, params in self.players.items():
+            self.optimizers[name] = make_optimizer(params, self.player_configs[name])
+            self.optimizers[name].register_step_pre_hook(self._clip_hook(name, params))
+
+    def _clip_hook(self, name: str, params: list):
+        clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf  # inf: norm only
+
+        def hook(optimizer, args, kwargs):
+            self.grad_norms[name] = nn.utils.clip_grad_norm_(params, clip)
+        return hook
+
     def _restore(self, path: Path) -> dict | None:
         """Load weights, optimizer, random states and position; returns the EMA weights (or None)."""
         tensors, meta = load_tensors(path)
@@ -444,11 +517,14 @@ class _Run:
             self.model.load_state_dict(part("model."))
         except RuntimeError as err:
             raise ValueError(f"{path} does not match this model's weights: {err}") from None
-        self.optimizer.load_state_dict(unflatten_state(meta["optimizer"], tensors))
-        for group in self.optimizer.param_groups:  # this call's config wins over the stored one
-            group.update(weight_decay=self.config.weight_decay,
-                         **({"momentum": self.config.momentum} if self.config.optimizer == "sgd"
-                            else {"betas": tuple(self.config.betas)}))
+        if self.players is None:
+            self.optimizer.load_state_dict(unflatten_state(meta["optimizer"], tensors))
+            set_hyperparameters(self.optimizer, self.config)
+        else:
+            states = unflatten_state(meta["optimizers"], tensors)
+            for name, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(states[name])
+                set_hyperparameters(optimizer, self.player_configs[name])
         rngs = [unflatten_state(r, tensors) for r in meta["rng"]]
         if self.ctx.rank < len(rngs):
             set_rng_state(rngs[self.ctx.rank], self.device)
@@ -470,7 +546,10 @@ class _Run:
                     "data": _jsonable(dict(self.data_info, image_shape=list(self.dataset.image_shape),
                                            levels=self.dataset.levels)),
                     "state": asdict(st), "has_ema": ema_state is not None, "world_size": self.ctx.world_size,
-                    "optimizer": flatten_state(self.optimizer.state_dict(), "optimizer", tensors),
+                    **({"optimizer": flatten_state(self.optimizer.state_dict(), "optimizer", tensors)}
+                       if self.players is None else
+                       {"optimizers": flatten_state({name: opt.state_dict() for name, opt in self.optimizers.items()},
+                                                    "optimizer", tensors)}),
                     "rng": [flatten_state(r, f"rng.{i}", tensors) for i, r in enumerate(rngs)]}
             save_model(self.run_dir / MODEL_FILE, self.model, ema_state,
                        extra={"data": self.data_info, "train": asdict(cfg), "step": st.step, "valid": st.valid})
@@ -512,6 +591,28 @@ class _Run:
             self.ema.update(self.state.step + 1)
         return loss.detach().float(), grad_norm
 
+    def _players_step(self, x, y, lr: float) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """The model's own alternating updates (``train_step``); returns (loss, gradient norm, scalars)."""
+        x = x.to(self.device, non_blocking=True)
+        y = None if y is None else y.to(self.device, non_blocking=True)
+        for name, optimizer in self.optimizers.items():
+            for group in optimizer.param_groups:  # the schedule, relative to each player's own lr
+                group["lr"] = lr * self.player_configs[name].lr / self.config.lr
+        self.grad_norms = {}
+        with self.autocast():
+            returned = self.model.train_step(x, y, self.optimizers, self.state.step)
+        if not returned:
+            raise ValueError(f"{type(self.model).__name__}.train_step must return a dict of scalar losses")
+        scalars = {name: torch.as_tensor(v, device=self.device).detach().float().reshape(())
+                   for name, v in returned.items()}
+        loss = scalars.get("loss", next(iter(scalars.values())))
+        norms = [n.float() for n in self.grad_norms.values()]
+        grad_norm = torch.stack(norms).norm() if norms else torch.zeros((), device=self.device)
+        scalars.update({f"grad_norm/{name}": n.detach().float() for name, n in self.grad_norms.items()})
+        if self.ema is not None:
+            self.ema.update(self.state.step + 1)
+        return loss, grad_norm, scalars
+
     def _budget_reached(self) -> bool:
         st, cfg = self.state, self.config
         return (self.limit is not None and st.step >= self.limit) or \
@@ -543,12 +644,16 @@ class _Run:
             if order_epoch != st.epoch:
                 order, order_epoch = epoch_order(len(split), cfg.seed, st.epoch), st.epoch
             lr = learning_rate(cfg, st.step, self.horizon)
-            loss, grad_norm = self._step(*rank_batch(split, order, st, cfg, self.ctx), lr)
+            batch, scalars = rank_batch(split, order, st, cfg, self.ctx), None
+            if self.players is None:
+                loss, grad_norm = self._step(*batch, lr)
+            else:
+                loss, grad_norm, scalars = self._players_step(*batch, lr)
             st.step += 1
             st.batch_in_epoch += 1
             if st.batch_in_epoch == self.steps_per_epoch:
                 st.epoch, st.batch_in_epoch = st.epoch + 1, 0
-            window.add(loss, grad_norm, st.step)
+            window.add(loss, grad_norm, st.step, scalars)
             st.elapsed = elapsed_before + time.perf_counter() - start
             # ranks may see a signal or the time budget at different steps: agree before acting
             signalled, done = self.ctx.any([signals.received is not None, self._budget_reached()])
@@ -582,6 +687,10 @@ class _Run:
             record = {"step": st.step, "epoch": self._epoch(), "loss": st.loss, "lr": lr,
                       "grad_norm": summary["grad_norm"], "images_per_sec": summary["images"] / summary["seconds"],
                       "elapsed": st.elapsed}
+            if self.players is not None:  # each player's own lr, and the model's named scalars
+                del record["lr"]
+                record["lrs"] = {name: lr * c.lr / cfg.lr for name, c in self.player_configs.items()}
+                record["scalars"] = summary["scalars"]
         began = time.perf_counter()
         if do_eval:
             st.valid = self._validate()

@@ -30,7 +30,7 @@ def build_model(model_name: str, dataset, options: dict[str, Any], conditional: 
     """The registered model sized for ``dataset``; ``conditional`` passes the dataset's class count."""
     model_class(model_name)  # unknown names fail here, before anything else
     options = dict(options)
-    if conditional:
+    if conditional or getattr(model_class(model_name), "always_conditional", False):
         if not dataset.num_classes:
             raise ValueError(f"dataset {dataset.name} has no labels: it cannot train a class-conditional model")
         options["num_classes"] = dataset.num_classes
@@ -92,15 +92,33 @@ def prepare_for_evaluation(model, **partition_options) -> None:
 
 
 def evaluate_run(run_dir, data_dir=None, split: str = "test", batch_size: int = 256, device: str = "auto",
-                 progress: bool = False, num_samples: int = 5000) -> dict:
+                 progress: bool = False, num_samples: int = 5000, sample_count: int | None = None) -> dict:
     """Test NLL of a run over the full split (nats and bits/dim), EMA weights when present: exact for
-    explicit-density models, ELBO and ``num_samples``-sample importance estimate for latent models."""
+    explicit-density models, ELBO and ``num_samples``-sample importance estimate for latent models.
+
+    With ``sample_count`` (default: 0, or the split's size for models without a likelihood), also the
+    sample-quality metrics of that many samples under "sample_metrics" (``evaluate_samples``)."""
     model, dataset = model_run_data(run_dir, data_dir)
     model.to(pick_device(device))
     prepare_for_evaluation(model)
     result = evaluate_model(model, dataset.split(split), batch_size=batch_size, progress=progress,
                             num_samples=num_samples)
+    if sample_count is None:
+        sample_count = len(dataset.split(split)) if result["kind"] == "samples-only" else 0
+    if sample_count:
+        root = data_dir if data_dir is not None else (model.checkpoint_info.get("data") or {}).get("data_dir")
+        result["sample_metrics"] = evaluate_samples(model, dataset, sample_count, data_dir=root, split=split)
     return {"split": split, "dataset": dataset.name, **result}
+
+
+def evaluate_samples(model, dataset, n: int, seed: int = 0, data_dir=None, split: str = "test") -> dict:
+    """Sample-quality metrics (``genzoo.metrics.sample_metrics``) of ``n`` samples of any model; a
+    class-conditional model draws the classes 0, 1, 2, ... in turn and is scored on recovering them."""
+    from genzoo.metrics import sample_metrics
+
+    labels = torch.arange(n) % model.num_classes if model.conditional else None
+    samples = sample_images(model, n, seed=seed)  # the same class sequence as ``labels``
+    return sample_metrics(samples, dataset, labels, data_dir=data_dir, seed=seed, floor_split=split)
 
 
 def train_and_evaluate(model_name: str, data_name: str, run_dir, config, *, data_dir=None,
@@ -137,6 +155,8 @@ def train_and_evaluate(model_name: str, data_name: str, run_dir, config, *, data
     prepare_for_evaluation(trained)
     test = evaluate_model(trained, dataset.test, batch_size=config.eval_batch_size, progress=config.progress,
                           num_samples=eval_k)
+    if test["kind"] == "samples-only":  # no likelihood: judge the samples
+        test["sample_metrics"] = evaluate_samples(trained, dataset, len(dataset.test), config.seed, data_dir)
     results = {"model": model_name, "data": dataset.name, "params": sum(p.numel() for p in model.parameters()),
                **result, "test": test, "eval_seconds": time.perf_counter() - start}
     if num_samples:

@@ -1,6 +1,8 @@
 """Line plots with error bars drawn with PIL alone (no matplotlib dependency).
 
 ``line_plot`` is enough for learning curves: a few series, optional log-scale x, error bars, a legend.
+``draw_line_plot`` returns the picture instead, and ``save_panels`` tiles several into one PNG.
+``scatter_plot`` draws 2-D points coloured by class (maps of latent codes).
 """
 from __future__ import annotations
 
@@ -35,6 +37,22 @@ def line_plot(series: list[dict], path, title: str = "", xlabel: str = "", ylabe
               logx: bool = False, size: tuple[int, int] = (720, 480)) -> Path:
     """Write a PNG of ``series``: dicts with ``label``, ``x``, ``y`` and optional ``err`` (half-height of
     each error bar). Returns the path; the file is replaced atomically."""
+    return _save_png(draw_line_plot(series, title, xlabel, ylabel, logx, size), path)
+
+
+def save_panels(panels: list[Image.Image], path, columns: int = 2) -> Path:
+    """Tile equally sized pictures row by row, ``columns`` per row, into one PNG (replaced atomically)."""
+    width, height = panels[0].size
+    rows = -(-len(panels) // columns)
+    sheet = Image.new("RGB", (width * min(columns, len(panels)), height * rows), "white")
+    for i, panel in enumerate(panels):
+        sheet.paste(panel, ((i % columns) * width, (i // columns) * height))
+    return _save_png(sheet, path)
+
+
+def draw_line_plot(series: list[dict], title: str = "", xlabel: str = "", ylabel: str = "",
+                   logx: bool = False, size: tuple[int, int] = (720, 480)) -> Image.Image:
+    """The picture ``line_plot`` writes, as a PIL image."""
     width, height = size
     left, right, top, bottom = 70, 20, 40, 60
     font = ImageFont.load_default()
@@ -90,7 +108,7 @@ def line_plot(series: list[dict], path, title: str = "", xlabel: str = "", ylabe
     label = Image.new("RGB", (height, 16), "white")  # the y label, drawn horizontally then turned
     ImageDraw.Draw(label).text((height / 2, 8), ylabel, fill="black", font=font, anchor="mm")
     image.paste(label.rotate(90, expand=True), (4, 0))
-    return _save_png(image, path)
+    return image
 
 
 def _save_png(image: Image.Image, path) -> Path:
@@ -105,3 +123,53 @@ def _save_png(image: Image.Image, path) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+# ten well-separated colours for categorical points (class labels), in the order of matplotlib's "tab10"
+CATEGORY_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+                    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+def scatter_plot(points, labels, path, title: str = "", xlabel: str = "", ylabel: str = "",
+                 size: tuple[int, int] = (640, 560)) -> Path:
+    """Write a PNG scatter of ``points`` (N, 2) coloured by integer ``labels`` (N,) (None: one colour),
+    with a legend of the labels present. Returns the path; the file is replaced atomically."""
+    width, height = size
+    left, right, top, bottom = 70, 90, 40, 60
+    font = ImageFont.load_default()
+    xs, ys = [float(p[0]) for p in points], [float(p[1]) for p in points]
+    labels = [0] * len(xs) if labels is None else [int(c) for c in labels]
+    if not xs:
+        raise ValueError("need at least one point")
+    x_ticks, y_ticks = _nice_ticks(min(xs), max(xs)), _nice_ticks(min(ys), max(ys))
+
+    def to_px(x: float, y: float) -> tuple[float, float]:
+        u = left + (x - x_ticks[0]) / (x_ticks[-1] - x_ticks[0]) * (width - left - right)
+        v = top + (y_ticks[-1] - y) / (y_ticks[-1] - y_ticks[0]) * (height - top - bottom)
+        return u, v
+
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    for t in y_ticks:
+        _, v = to_px(x_ticks[0], t)
+        draw.line([left - 4, v, left, v], fill="black")
+        draw.text((left - 8, v), f"{t:g}", fill="black", font=font, anchor="rm")
+    for t in x_ticks:
+        u, _ = to_px(t, y_ticks[0])
+        draw.line([u, height - bottom, u, height - bottom + 4], fill="black")
+        draw.text((u, height - bottom + 8), f"{t:g}", fill="black", font=font, anchor="ma")
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    for x, y, c in zip(xs, ys, labels):
+        u, v = to_px(x, y)
+        draw.ellipse([u - 2, v - 2, u + 2, v + 2], fill=CATEGORY_COLOURS[c % len(CATEGORY_COLOURS)])
+    for i, c in enumerate(sorted(set(labels)) if len(set(labels)) > 1 else []):
+        y_legend = top + 8 + 14 * i
+        colour = CATEGORY_COLOURS[c % len(CATEGORY_COLOURS)]
+        draw.ellipse([width - right + 12, y_legend - 3, width - right + 18, y_legend + 3], fill=colour)
+        draw.text((width - right + 24, y_legend), str(c), fill="black", font=font, anchor="lm")
+    draw.text((width / 2, 12), title, fill="black", font=font, anchor="ma")
+    draw.text(((left + width - right) / 2, height - 22), xlabel, fill="black", font=font, anchor="ma")
+    label = Image.new("RGB", (height, 16), "white")  # the y label, drawn horizontally then turned
+    ImageDraw.Draw(label).text((height / 2, 8), ylabel, fill="black", font=font, anchor="mm")
+    image.paste(label.rotate(90, expand=True), (4, 0))
+    return _save_png(image, path)

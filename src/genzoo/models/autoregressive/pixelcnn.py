@@ -86,16 +86,26 @@ class PixelCNN(AutoregressiveModel):
         nn.init.zeros_(self.output[-1].weight)  # uniform initial prediction: loss = D ln(levels) nats
         nn.init.zeros_(self.output[-1].bias)
 
-    def features(self, u: torch.Tensor) -> torch.Tensor:
-        """The residual stream (N, channels, H, W) after the last block, from scaled float input ``u``."""
-        return self.blocks(self.input_conv(u))
+    def features(self, u: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """The residual stream (N, channels, H, W) after the last block, from scaled float input ``u``.
 
-    def network(self, u: torch.Tensor) -> torch.Tensor:
+        ``condition``: an optional map (N, channels, H, W), or broadcastable to it, that depends on no
+        pixel of the image (e.g. a projection of a VAE's latent code); it is added to the stream before
+        every residual block and after the last, which keeps every output causal in the image.
+        """
+        h = self.input_conv(u)
+        if condition is None:
+            return self.blocks(h)
+        for block in self.blocks:
+            h = block(h + condition)
+        return h + condition
+
+    def network(self, u: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """Logits in the base layout from float input ``u`` (N, C, H, W) (the scaled image).
 
         Separate from ``forward`` so that tests can differentiate with respect to the input.
         """
-        logits = self.output(self.features(u))
+        logits = self.output(self.features(u, condition))
         n, _, h, w = logits.shape
         # output channel c*K + k belongs to colour group c: (N, C, K, H, W) -> (N, C, H, W, K)
         logits = logits.reshape(n, self.image_shape[0], self.params_per_subpixel, h, w).permute(0, 1, 3, 4, 2)

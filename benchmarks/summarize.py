@@ -1,0 +1,54 @@
+"""Print benchmarks/results.jsonl as Markdown tables (the ones in RESULTS.md and the README).
+
+    python benchmarks/summarize.py            # every run, newest last
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def fmt(value, digits=2):
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def likelihood_row(r: dict) -> str:
+    test = r.get("test") or {}
+    if test.get("kind") == "bound":
+        nll = (f"≤ {fmt(test['elbo_nats'])} (ELBO), ≈ {fmt(test['nll_estimate_nats'])} ± "
+               f"{fmt(test['nll_estimate_nats_stderr'])} (k={test['k']})")
+        bpd = test.get("nll_estimate_bits_per_dim")
+    else:
+        label = " (AIS log Z)" if test.get("kind") == "estimate" else ""
+        nll = f"{fmt(r.get('test_nll_nats'))} ± {fmt(r.get('test_nll_nats_stderr'))}{label}"
+        bpd = r.get("test_bits_per_dim")
+    options = " ".join(f"{k}={json.dumps(v)}" for k, v in (r.get("options") or {}).items())
+    minutes = (r.get("train_seconds") or 0) / 60
+    speed = r.get("train_images_per_sec")
+    return (f"| {r['name']} | {r['data']} | {options or '—'} | {nll} | {fmt(bpd, 4)} | {r.get('steps') or '—'} | "
+            f"{minutes:.1f} | {fmt(speed, 0)} | {r.get('params') or '—'} | {r.get('device', '?')} |")
+
+
+def main() -> None:
+    records = [json.loads(line) for line in (HERE / "results.jsonl").read_text().splitlines() if line.strip()]
+    print("| run | data | options | test NLL (nats) | bits/dim | steps | train min | train img/s | params | device |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in records:
+        if r.get("benchmark") == "train_nll" and r.get("status") == "finished":
+            print(likelihood_row(r))
+    speed = [r for r in records if r.get("benchmark") == "sample_speed"]
+    if speed:
+        print()
+        print("| model (run) | images | cached s | naive s (for n) | speed-up | same samples | cached img/s by batch | device |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in speed:
+            naive = fmt(r.get("naive_seconds_for_n")) + (f" (scaled from {r['naive_images']})" if r.get("naive_scaled") else "")
+            rates = ", ".join(f"{b}: {v:.1f}" for b, v in (r.get("cached_images_per_sec") or {}).items())
+            print(f"| {r.get('model')} ({r.get('run') or 'fresh'}) | {r.get('n')} | {fmt(r.get('cached_seconds'))} | "
+                  f"{naive} | {fmt(r.get('speedup'), 1)}× | {r.get('identical_samples')} | {rates} | {r.get('device')} |")
+
+
+if __name__ == "__main__":
+    main()
