@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -120,6 +121,14 @@ def train_feature_network(dataset, seed: int = 0, steps: int | None = None, batc
     return net
 
 
+def writable(path: Path) -> bool:
+    """Whether ``path`` could be created: its nearest existing ancestor is writable."""
+    for folder in path.parents:
+        if folder.exists():
+            return os.access(folder, os.W_OK)
+    return False
+
+
 def cache_path(dataset, root, seed: int = 0, steps: int | None = None, batch_size: int = 128, lr: float = 1e-3) -> Path:
     """``<root>/<dataset>/feature_net-<hash>.safetensors`` for these settings and this train split."""
     steps = default_steps(len(dataset.train), batch_size) if steps is None else int(steps)
@@ -133,18 +142,23 @@ def cache_path(dataset, root, seed: int = 0, steps: int | None = None, batch_siz
 
 
 def feature_network(dataset, data_dir=None, seed: int = 0, steps: int | None = None, **settings) -> FeatureNet:
-    """The cached feature network of ``dataset`` (trained and saved on first use); in eval mode, on CPU."""
+    """The cached feature network of ``dataset`` (trained and saved on first use); in eval mode, on CPU.
+
+    The cache lives in the data root; a read-only root (e.g. a shared copy) falls back to the user's
+    default data root."""
     from genzoo.data import default_data_dir
 
-    path = cache_path(dataset, default_data_dir() if data_dir is None else Path(data_dir).expanduser(),
-                      seed, steps, **settings)
-    if path.exists():
+    root = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
+    places = [cache_path(dataset, r, seed, steps, **settings) for r in dict.fromkeys([root, default_data_dir()])]
+    path = next((p for p in places if p.exists()), None)
+    if path is not None:
         tensors, meta = load_tensors(path)
         net = FeatureNet(**meta["config"])
         net.load_state_dict(tensors)
         net.test_accuracy = meta.get("test_accuracy")
     else:
         net = train_feature_network(dataset, seed, steps, **settings)
+        path = next((p for p in places if writable(p)), places[-1])
         save_tensors(path, net.state_dict(), {"format": FORMAT, "config": net.config,
                                               "test_accuracy": net.test_accuracy})
     net.cache_file = str(path)
