@@ -1,0 +1,160 @@
+"""What a training run leaves behind while it runs, and how it is stopped.
+
+``RunLog`` writes rank 0's JSON lines (log.jsonl), TensorBoard scalars (tb/) and the progress bar;
+``LossWindow`` accumulates losses on the device between log lines (no sync per step) and finds the
+first non-finite one; ``StopSignals`` turns SIGINT/SIGTERM into a request to checkpoint and stop.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+
+from genzoo.distributed import Distributed
+
+LOG_FILE = "log.jsonl"
+TB_DIR = "tb"
+NO_BAD_STEP = 2**62  # "no non-finite step seen yet"
+
+
+class LossWindow:
+    """Statistics of the steps since the last log line, kept on the device (no host sync per step)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.first_bad = torch.full((), NO_BAD_STEP, dtype=torch.int64, device=device)
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, grad norm
+        self.scalars: dict[str, list] = {}  # name -> [sum, count]: a two-player model's named scalars
+        self.steps, self.start, self.excluded = 0, time.perf_counter(), 0.0
+
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor, step: int, scalars: dict | None = None) -> None:
+        self.sums += torch.stack([loss.double(), grad_norm.double()])
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        for name, value in (scalars or {}).items():
+            total = self.scalars.setdefault(name, [0.0, 0])
+            total[0], total[1] = total[0] + value.double(), total[1] + 1
+            finite = finite & torch.isfinite(value)
+        self.first_bad = torch.minimum(self.first_bad, torch.where(finite, NO_BAD_STEP, step))
+        self.steps += 1
+
+    def exclude(self, seconds: float) -> None:
+        """Do not count ``seconds`` (validation, saving) as training time."""
+        self.excluded += seconds
+
+    def first_non_finite(self, ctx: Distributed) -> int | None:
+        """The first step (1-based) with a NaN/inf loss or gradient on any rank, or None."""
+        bad = int(ctx.min_(self.first_bad.clone()))
+        return None if bad == NO_BAD_STEP else bad
+
+    def summary(self, ctx: Distributed, batch_size: int) -> dict:
+        """Rank-averaged means since the last call, and throughput in images/s; then reset."""
+        loss, grad_norm = (ctx.sum_(self.sums.clone()) / (max(self.steps, 1) * ctx.world_size)).tolist()
+        seconds = max(time.perf_counter() - self.start - self.excluded, 1e-9)
+        out = {"loss": loss, "grad_norm": grad_norm, "images": self.steps * batch_size, "seconds": seconds,
+               "scalars": {name: float(total) / count for name, (total, count) in self.scalars.items()}}
+        self.reset()
+        return out
+
+
+class StopSignals:
+    """SIGINT/SIGTERM set a flag that the loop reads between steps; nothing else.
+
+    Repeated signals change nothing: on Ctrl-C a torchrun worker gets SIGINT from the terminal and again
+    from torchrun's agent, and must still save. SIGKILL (or torchrun's own timeout) is the hard stop.
+    """
+
+    def __init__(self):
+        self.received: int | None = None
+        self.previous: dict = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals to the caller
+                pass
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is None:
+            self.received = signum
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self.previous = {}
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log lines after ``step`` (left by a run that crashed after its last checkpoint)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", math.inf) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
+class RunLog:
+    """Rank 0's outputs: JSON lines in log.jsonl, TensorBoard scalars in tb/, and a tqdm bar."""
+
+    def __init__(self, run_dir: Path, start_step: int, total: int | None, config, enabled: bool):
+        self.path, self.max_time, self.enabled = run_dir / LOG_FILE, config.max_time, enabled
+        self.writer = self.bar = None
+        if not enabled:
+            return
+        from tensorboardX import SummaryWriter
+        from tqdm.auto import tqdm
+
+        truncate_log(self.path, start_step)
+        self.writer = SummaryWriter(str(run_dir / TB_DIR), purge_step=start_step)
+        self.bar = tqdm(total=total, initial=start_step, unit="step", desc="train", dynamic_ncols=True,
+                        disable=not config.progress)
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        step = record["step"]
+        for key in ("loss", "lr", "grad_norm", "images_per_sec"):
+            if key in record:
+                self.writer.add_scalar(f"train/{key}", record[key], step)
+        for key, value in (record.get("valid") or {}).items():
+            if isinstance(value, (int, float)):
+                self.writer.add_scalar(f"valid/{key}", value, step)
+        for group, prefix in (("scalars", "train/"), ("lrs", "train/lr/")):
+            for key, value in (record.get(group) or {}).items():
+                self.writer.add_scalar(f"{prefix}{key}", value, step)
+        if "loss" in record:
+            postfix = {"loss": f"{record['loss']:.4g}"}
+            if self.max_time is not None:
+                postfix["time"] = f"{record['elapsed']:.0f}/{self.max_time:.0f}s"
+            self.bar.set_postfix(postfix, refresh=False)
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def message(self, text: str) -> None:
+        if self.bar is not None and not self.bar.disable:
+            self.bar.write(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
