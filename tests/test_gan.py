@@ -302,3 +302,35 @@ def test_unlabelled_data_get_an_autoencoder_feature_network():
     assert metrics["precision"] == metrics["floor"]["precision"]
     with pytest.raises(ValueError, match="integer images"):
         sample_metrics(samples + 5, data, network=net)
+
+
+def test_standard_fid_uses_pytorch_fid_when_available(monkeypatch):
+    """With pytorch-fid importable (a stand-in here: no weights offline), FID is the Fréchet distance of
+    its pool features; without it the entry is None and nothing is downloaded."""
+    import sys
+    import types
+
+    from genzoo import metrics
+
+    monkeypatch.setitem(sys.modules, "pytorch_fid", None)
+    assert metrics.inception_fid(torch.zeros(4, 1, 8, 8), torch.zeros(4, 1, 8, 8), 17) is None
+
+    class FakeInception(torch.nn.Module):
+        BLOCK_INDEX_BY_DIM = {2048: 3}
+
+        def __init__(self, blocks):
+            super().__init__()
+            assert blocks == [3]
+
+        def forward(self, x):
+            assert x.shape[1] == 3 and 0 <= float(x.min()) and float(x.max()) <= 1
+            return [x.mean(dim=(2, 3), keepdim=True).repeat(1, 2, 1, 1)]
+
+    package, module = types.ModuleType("pytorch_fid"), types.ModuleType("pytorch_fid.inception")
+    module.InceptionV3 = FakeInception
+    monkeypatch.setitem(sys.modules, "pytorch_fid", package)
+    monkeypatch.setitem(sys.modules, "pytorch_fid.inception", module)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randint(0, 17, (40, 1, 8, 8), generator=g), torch.randint(0, 17, (40, 1, 8, 8), generator=g)
+    fake = lambda x: (x.float() / 16).expand(-1, 3, -1, -1).mean(dim=(2, 3)).repeat(1, 2)
+    assert metrics.inception_fid(a, b, 17) == pytest.approx(metrics.frechet_distance(fake(a), fake(b)))

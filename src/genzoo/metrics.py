@@ -129,14 +129,16 @@ def compare(features, reference, predicted=None, labels=None, num_classes=None, 
 
 
 def sample_metrics(samples: torch.Tensor, dataset, labels=None, *, data_dir=None, seed: int = 0, network=None,
-                   floor_split: str | None = "test", k: int = 3, kid_subsets: int = 100) -> dict:
+                   floor_split: str | None = "test", k: int = 3, kid_subsets: int = 100,
+                   inception: bool = True) -> dict:
     """Metrics of integer ``samples`` (N, C, H, W) in [0, levels) from a model trained on ``dataset``.
 
     The reference is a seeded random subset of the train split as large as the sample set (capped at
     the split). ``labels``: the classes the samples were drawn for (class-conditional models), for the
     classifier accuracy. ``floor_split``: the held-out split scored the same way (its first N images),
     reported under "floor"; None skips it. ``network``: a ``FeatureNet`` (default: the dataset's cached
-    one, trained on first use under ``data_dir``). Returns a JSON-able dict.
+    one, trained on first use under ``data_dir``). ``inception``: also the standard FID ("fid_inception")
+    when pytorch-fid and its weights are available locally, else that entry is None. Returns a JSON-able dict.
     """
     from genzoo.models.feature_net import feature_network
 
@@ -156,6 +158,7 @@ def sample_metrics(samples: torch.Tensor, dataset, labels=None, *, data_dir=None
               "feature_net": {"kind": "classifier" if classes else "autoencoder", "test_accuracy": net.test_accuracy,
                               "file": getattr(net, "cache_file", None)},
               **compare(features, reference, predicted, labels, classes, k, kid_subsets, seed)}
+    result["fid_inception"] = inception_fid(samples, real, dataset.levels) if inception else None
     if floor_split is not None:
         split = dataset.split(floor_split)
         n = min(len(samples), len(split))
@@ -164,6 +167,30 @@ def sample_metrics(samples: torch.Tensor, dataset, labels=None, *, data_dir=None
         result["floor"] = {"split": floor_split, **compare(features, reference, predicted, held_labels, classes, k,
                                                             kid_subsets, seed)}
     return result
+
+
+def inception_fid(samples: torch.Tensor, real: torch.Tensor, levels: int, batch_size: int = 50) -> float | None:
+    """The standard FID [1]: the Fréchet distance of Inception-v3 pool features, computed with the
+    pytorch-fid package's network when it is installed and its weights are available locally (its torch
+    hub cache); None otherwise (genzoo never downloads them itself)."""
+    try:
+        from pytorch_fid.inception import InceptionV3
+    except ImportError:
+        return None
+    try:
+        net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    except (OSError, RuntimeError, ValueError):  # weights neither cached nor downloadable
+        return None
+
+    @torch.no_grad()
+    def pool_features(images: torch.Tensor) -> torch.Tensor:
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].float() / (levels - 1)  # [0, 1]; the net resizes to 299
+            out.append(net(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)[0].flatten(1))
+        return torch.cat(out)
+
+    return frechet_distance(pool_features(samples), pool_features(real))
 
 
 def summary_line(m: dict) -> str:
