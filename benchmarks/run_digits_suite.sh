@@ -21,3 +21,4 @@ run iwae --model iwae --time $T
 run bernoulli-mixture --model bernoulli-mixture -o components=20 --fit em --time 1
 run naive-bayes --model naive-bayes --fit closed-form --time 1
 run rbm16 --model rbm -o hidden=16 --optimizer sgd --lr 0.05 --momentum 0.5 --grad-clip 0 --time $T
+run fvsbn-lr0.01 --model fvsbn --lr 0.01 --time $T   # rerun: lr 1e-3 is too small for 90 s

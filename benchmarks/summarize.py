@@ -31,13 +31,35 @@ def likelihood_row(r: dict) -> str:
             f"{minutes:.1f} | {fmt(speed, 0)} | {r.get('params') or '—'} | {r.get('device', '?')} |")
 
 
+def quality_row(name: str, m: dict) -> str:
+    floor = m.get("floor") or {}
+    ratio = m["frechet_distance"] / floor["frechet_distance"] if floor.get("frechet_distance") else None
+    hist = m.get("class_histogram")
+    spread = ""
+    if hist:
+        shares = [100 * c / sum(hist) for c in hist]
+        spread = f"{min(shares):.1f}–{max(shares):.1f}%"
+    return (f"| {name} | {m['dataset']} | {m['n']} | {m['feature_net']['kind']} | {fmt(m['frechet_distance'], 3)} | "
+            f"{fmt(floor.get('frechet_distance'), 3)} | {fmt(ratio, 2)} | {fmt(m['kid'], 4)} ± {fmt(m['kid_sd'], 4)} | "
+            f"{fmt(m['precision'], 3)} / {fmt(m['recall'], 3)} | {spread or '—'} | {fmt(m.get('classifier_accuracy'), 3)} |")
+
+
 def main() -> None:
     records = [json.loads(line) for line in (HERE / "results.jsonl").read_text().splitlines() if line.strip()]
     print("| run | data | options | test NLL (nats) | bits/dim | steps | train min | train img/s | params | device |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in records:
-        if r.get("benchmark") == "train_nll" and r.get("status") == "finished":
+        if r.get("benchmark") == "train_nll" and r.get("status") == "finished" and (r.get("test") or {}).get("kind") != "samples-only":
             print(likelihood_row(r))
+    quality = [(r.get("name"), (r.get("test") or {}).get("sample_metrics") or r.get("sample_metrics")) for r in records
+               if r.get("status", "finished") == "finished"]
+    quality = [(name, m) for name, m in quality if m]
+    if quality:
+        print()
+        print("| run | data | samples | feature net | Fréchet distance | floor (real test vs train) | ratio | KID ± sd | precision / recall | class shares (min–max) | conditional accuracy |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for name, m in quality:
+            print(quality_row(name, m))
     speed = [r for r in records if r.get("benchmark") == "sample_speed"]
     if speed:
         print()

@@ -75,6 +75,7 @@ def main() -> int:
     p.add_argument("--name", help="run name (default MODEL-DATA)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fit", choices=["em", "closed-form"], help="fit without gradient steps (mixtures, naive Bayes)")
+    p.add_argument("--em-iterations", type=int, help="EM iterations at most (with --fit em)")
     p.add_argument("--eval-k", type=int, default=5000, help="importance samples for latent-variable models")
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--momentum", type=float, default=0.0)
@@ -93,7 +94,8 @@ def main() -> int:
                          seed=args.seed, device=args.device, compile=args.compile, progress=sys.stderr.isatty())
     start = time.time()
     results = train_and_evaluate(args.model, args.data, run_dir, config, data_dir=args.data_dir,
-                                 model_options=options, num_samples=64, fit=args.fit, eval_k=args.eval_k)
+                                 model_options=options, num_samples=64, fit=args.fit, eval_k=args.eval_k,
+                                 em_iterations=args.em_iterations)
     record = {
         "benchmark": "train_nll", "name": name, "model": args.model, "data": args.data, "options": options,
         "status": results.get("status"),

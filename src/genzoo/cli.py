@@ -94,7 +94,7 @@ def cmd_train(args) -> int:
     results = train_and_evaluate(args.model, args.data, run_dir, train_config(args), data_dir=args.data_dir,
                                  model_options=options, conditional=args.conditional,
                                  num_samples=args.samples, resume=not args.restart, eval_k=args.eval_k,
-                                 fit=args.fit)
+                                 fit=args.fit, em_iterations=args.em_iterations)
     if results.get("status") == "interrupted":
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"interrupted at step {results.get('step')}; checkpoint saved. Resume with the same command.",
@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model option, e.g. -o channels=64 -o num_blocks=7 (repeatable)")
     p.add_argument("--conditional", action="store_true", help="class-conditional model (uses the labels)")
     p.add_argument("--fit", choices=["em", "closed-form"],
-                   help="fit without gradient steps: EM (mixtures) or closed form (naive Bayes, the default for it)")
+                   help="fit without gradient steps: EM (mixtures, HMM) or closed form (naive Bayes, the default for it)")
+    p.add_argument("--em-iterations", type=positive(int), help="with --fit em: EM iterations at most")
     p.add_argument("--steps", type=positive(int), help="stop after this many optimizer steps")
     p.add_argument("--epochs", type=positive(float), help="stop after this many epochs")
     p.add_argument("--time", type=positive(float), help="stop after this many seconds of training")

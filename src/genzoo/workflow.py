@@ -123,7 +123,8 @@ def evaluate_samples(model, dataset, n: int, seed: int = 0, data_dir=None, split
 
 def train_and_evaluate(model_name: str, data_name: str, run_dir, config, *, data_dir=None,
                        model_options: dict | None = None, conditional: bool = False, num_samples: int = 64,
-                       resume: bool = True, eval_k: int = 5000, fit: str | None = None) -> dict:
+                       resume: bool = True, eval_k: int = 5000, fit: str | None = None,
+                       em_iterations: int | None = None) -> dict:
     """Train (resuming if possible), then score the full test split and write a sample grid.
 
     ``fit`` = "closed-form" (naive Bayes: counting) or "em" (mixtures) fits without the trainer.
@@ -140,7 +141,7 @@ def train_and_evaluate(model_name: str, data_name: str, run_dir, config, *, data
     data_info = {"name": dataset.name, "data_dir": None if data_dir is None else str(data_dir)}
     if fit is not None:  # closed-form / EM fitting instead of gradient steps
         start = time.perf_counter()
-        result = fit_model(model, dataset, fit, config.seed)
+        result = fit_model(model, dataset, fit, config.seed, em_iterations)
         result["elapsed"] = time.perf_counter() - start
         save_model(run_dir / MODEL_FILE, model, extra={"data": data_info, "fit": result})
     else:
@@ -166,8 +167,9 @@ def train_and_evaluate(model_name: str, data_name: str, run_dir, config, *, data
     return results
 
 
-def fit_model(model, dataset, method: str, seed: int = 0) -> dict:
-    """Fit without gradient steps: 'closed-form' (``model.fit(images, labels)``) or 'em' (``model.fit_em``)."""
+def fit_model(model, dataset, method: str, seed: int = 0, iterations: int | None = None) -> dict:
+    """Fit without gradient steps: 'closed-form' (``model.fit(images, labels)``) or 'em' (``model.fit_em``,
+    at most ``iterations`` EM iterations; default: the model's)."""
     x, y = training_images(dataset, seed)
     x = x.to(model.device)
     if method == "closed-form" and hasattr(model, "fit"):
@@ -176,7 +178,8 @@ def fit_model(model, dataset, method: str, seed: int = 0) -> dict:
         model.fit(x, None if y is None else y.to(model.device))
         return {"status": "finished", "method": method}
     if method == "em" and hasattr(model, "fit_em"):
-        history = model.fit_em(x, generator=torch.Generator().manual_seed(seed))
+        limit = {} if iterations is None else {"iterations": iterations}
+        history = model.fit_em(x, generator=torch.Generator().manual_seed(seed), **limit)
         return {"status": "finished", "method": method, "iterations": len(history["log_likelihood"]),
                 "train_log_likelihood": history["log_likelihood"][-1]}
     raise ValueError(f"{model.config['name']} cannot be fitted by {method!r}")
