@@ -334,3 +334,16 @@ def test_standard_fid_uses_pytorch_fid_when_available(monkeypatch):
     a, b = torch.randint(0, 17, (40, 1, 8, 8), generator=g), torch.randint(0, 17, (40, 1, 8, 8), generator=g)
     fake = lambda x: (x.float() / 16).expand(-1, 3, -1, -1).mean(dim=(2, 3)).repeat(1, 2)
     assert metrics.inception_fid(a, b, 17) == pytest.approx(metrics.frechet_distance(fake(a), fake(b)))
+
+
+def test_feature_net_cache_skips_a_read_only_data_root(tmp_path):
+    from genzoo.models.feature_net import writable
+
+    root = tmp_path / "shared"
+    root.mkdir()
+    assert writable(root / "digits" / "net.safetensors")
+    root.chmod(0o555)
+    try:
+        assert not writable(root / "digits" / "net.safetensors")
+    finally:
+        root.chmod(0o755)

@@ -122,10 +122,11 @@ def train_feature_network(dataset, seed: int = 0, steps: int | None = None, batc
 
 
 def writable(path: Path) -> bool:
-    """Whether ``path`` could be created: its nearest existing ancestor is writable."""
+    """Whether ``path`` may be created: its nearest existing ancestor is writable and not marked
+    read-only (no write bits; checked by mode as well, since root may write anywhere)."""
     for folder in path.parents:
         if folder.exists():
-            return os.access(folder, os.W_OK)
+            return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
     return False
 
 
