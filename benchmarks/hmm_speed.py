@@ -14,8 +14,6 @@ that both computed the same thing). Prints one JSON line and appends it to bench
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_nll import HERE, device_name  # noqa: E402
+from train_nll import command_line, device_name, record_result  # noqa: E402
 
 from genzoo.models.classic.emissions import GaussianEmission  # noqa: E402
 from genzoo.models.classic.hmm import HMM  # noqa: E402
@@ -90,12 +88,8 @@ def main() -> None:
         result[f"max_rel_diff_{implementation}"] = float(np.max(np.abs(mine - theirs) / np.abs(theirs)))
     result.update({"device": device_name(device), "hmmlearn_device": device_name(torch.device("cpu")).split(",")[0],
                    "torch": torch.__version__, "hmmlearn": hmmlearn_version,
-                   "command": "python " + " ".join(shlex.quote(a) for a in sys.argv)})
-    line = json.dumps(result)
-    print(line)
-    if not args.no_save:
-        with open(HERE / "results.jsonl", "a") as f:
-            f.write(line + "\n")
+                   "command": command_line()})
+    record_result(result, save=not args.no_save)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ floor. Prints one JSON line and appends it to benchmarks/results.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    from train_nll import device_name
+    from train_nll import command_line, device_name, record_result
 
     from genzoo.workflow import evaluate_run, pick_device
 
@@ -41,11 +39,8 @@ def main() -> int:
     record = {"benchmark": "sample_quality", "run": args.run, "name": Path(args.run).name,
               "kind": result.get("kind"), "sample_metrics": result.get("sample_metrics"),
               "seconds": time.time() - start, "device": device_name(pick_device(args.device)),
-              "torch": torch.__version__, "command": "python " + " ".join(shlex.quote(a) for a in sys.argv)}
-    line = json.dumps(record)
-    print(line)
-    with open(HERE / "results.jsonl", "a") as f:
-        f.write(line + "\n")
+              "torch": torch.__version__, "command": command_line()}
+    record_result(record)
     return 0
 
 

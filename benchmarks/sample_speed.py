@@ -16,8 +16,6 @@ each ``--batches`` size (default 64 and 1024). Without ``--run`` a freshly initi
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_nll import HERE, device_name  # noqa: E402
+from train_nll import command_line, device_name, record_result  # noqa: E402
 
 
 def timed_sample(model, n: int, seed: int, naive: bool) -> tuple[float, torch.Tensor]:
@@ -101,14 +99,9 @@ def main() -> int:
         "speedup": naive_scaled_s / cached_s,
         "identical_samples": bool(torch.equal(cached, naive)) if naive_images == args.n else None,
         "cached_images_per_sec": images_per_sec,
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": command_line(),
     }
-    line = json.dumps(record)
-    print(line)
-    if args.no_save:
-        return 0
-    with open(HERE / "results.jsonl", "a") as f:
-        f.write(line + "\n")
+    record_result(record, save=not args.no_save)
     return 0
 
 

@@ -37,6 +37,20 @@ def device_name(device: torch.device) -> str:
     return f"CPU: {cpu}, {torch.get_num_threads()} threads"
 
 
+def command_line() -> str:
+    """The exact command that is running, for the record."""
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def record_result(record: dict, save: bool = True) -> None:
+    """Print ``record`` as one JSON line and (``save``) append it to benchmarks/results.jsonl."""
+    line = json.dumps(record)
+    print(line)
+    if save:
+        with open(HERE / "results.jsonl", "a") as f:
+            f.write(line + "\n")
+
+
 def validation_curve(run_dir: Path) -> list[dict]:
     """(step, elapsed seconds, valid NLL) at every validation of the run, from its log.jsonl."""
     curve = []
@@ -107,13 +121,10 @@ def main() -> int:
         "params": results.get("params"), "steps": results.get("step"), "epochs": results.get("epoch"),
         "train_seconds": results.get("elapsed"), "wall_seconds": time.time() - start,
         "device": device_name(pick_device(args.device)), "torch": torch.__version__,
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": command_line(),
         "valid_curve": validation_curve(run_dir),
     }
-    line = json.dumps(record)
-    print(line)
-    with open(HERE / "results.jsonl", "a") as f:
-        f.write(line + "\n")
+    record_result(record)
     return 0
 
 
