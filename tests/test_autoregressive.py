@@ -4,7 +4,6 @@ Each test can fail: a likelihood that does not sum to one, an output that sees a
 (masking leak, blind spot, wrong RGB order), or a sampler that does not follow the model's own
 distribution all make one of these fail.
 """
-import itertools
 import math
 
 import pytest
@@ -14,7 +13,7 @@ from scipy.stats import chisquare
 import genzoo
 from genzoo.checkpoint import load, save_model
 
-from tiny_models import cases
+from tiny_models import all_images, cases
 
 
 def build(name, shape, levels, options, seed=0):
@@ -25,11 +24,6 @@ def build(name, shape, levels, options, seed=0):
             p.add_(torch.randn_like(p) * 0.5)
     return model.eval()
 
-
-def all_images(shape, levels):
-    d = math.prod(shape)
-    grid = torch.tensor(list(itertools.product(range(levels), repeat=d)), dtype=torch.long)
-    return grid.reshape(-1, *shape)
 
 
 def test_every_registered_autoregressive_model_is_covered():

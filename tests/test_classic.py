@@ -4,7 +4,6 @@ learning curves and the Gaussian-mixture wrapper.
 Each test can fail: an unnormalized likelihood, an EM step that lowers its objective, a sampler that
 does not follow ``log_prob``, counts off by a pseudo-count, posteriors that do not sum to one.
 """
-import itertools
 import math
 
 import pytest
@@ -15,13 +14,10 @@ import genzoo
 from genzoo.checkpoint import load, save_model
 from genzoo.data.base import ImageDataset, ImageSplit
 from genzoo.models.classic.mixture import DiscreteMixture
+from tiny_models import all_images
 
 TINY_MIXTURES = [((1, 2, 3), 2, 3), ((1, 2, 2), 3, 4)]  # (image_shape, levels, components)
 
-
-def all_images(shape, levels):
-    grid = torch.tensor(list(itertools.product(range(levels), repeat=math.prod(shape))), dtype=torch.long)
-    return grid.reshape(-1, *shape)
 
 
 def image_codes(x, levels):

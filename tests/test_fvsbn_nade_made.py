@@ -1,5 +1,4 @@
 """Model-specific checks of FVSBN, NADE and MADE beyond the generic autoregressive properties."""
-import itertools
 import math
 
 import pytest
@@ -8,6 +7,7 @@ import torch
 import genzoo
 from genzoo.models.base import AutoregressiveModel
 from genzoo.nn.masked import MaskedLinear, made_degrees, made_masks, ordering_rank
+from tiny_models import all_images
 
 
 def build(name, shape, levels, seed=0, **options):
@@ -18,10 +18,6 @@ def build(name, shape, levels, seed=0, **options):
             p.add_(torch.randn_like(p) * 0.5)
     return model.eval()
 
-
-def all_images(shape, levels):
-    grid = torch.tensor(list(itertools.product(range(levels), repeat=math.prod(shape))), dtype=torch.long)
-    return grid.reshape(-1, *shape)
 
 
 def assert_causal(model, shape, levels, trials=2):

@@ -1,6 +1,5 @@
 """Gated PixelCNN: the receptive field has no blind spot and no leak (Jacobian), RGB order, class
 conditioning, a sane initial loss, and cached sampling that draws exactly what naive sampling draws."""
-import itertools
 import math
 
 import pytest
@@ -9,6 +8,7 @@ from scipy.stats import chisquare
 
 import genzoo
 from genzoo.nn import gated
+from tiny_models import all_images
 
 
 def build(shape, levels, seed=0, **options):
@@ -19,10 +19,6 @@ def build(shape, levels, seed=0, **options):
             p.add_(torch.randn_like(p) * 0.5)
     return model.eval()
 
-
-def all_images(shape, levels):
-    grid = torch.tensor(list(itertools.product(range(levels), repeat=math.prod(shape))), dtype=torch.long)
-    return grid.reshape(-1, *shape)
 
 
 def dependencies(model, y=None, tries=3):

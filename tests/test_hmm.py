@@ -17,6 +17,7 @@ from genzoo.checkpoint import load, save_model
 from genzoo.data.base import ImageDataset, ImageSplit
 from genzoo.models.classic.emissions import BernoulliEmission, CategoricalEmission, GaussianEmission
 from genzoo.models.classic.hmm import HMM, forward, expected_transitions, backward
+from tiny_models import all_images
 
 
 def randomize(module, scale=1.0, seed=0):
@@ -85,10 +86,6 @@ def test_summed_pair_marginals_equal_the_em_statistic():
         total = expected_transitions(alpha, beta, hmm.log_transitions(), log_b, torch.logsumexp(alpha[:, -1], -1))
         assert torch.allclose(total, hmm.pair_marginals(obs).sum((0, 1)), atol=1e-10)
 
-
-def all_images(shape, levels):
-    grid = torch.tensor(list(itertools.product(range(levels), repeat=math.prod(shape))), dtype=torch.long)
-    return grid.reshape(-1, *shape)
 
 
 def random_row_hmm(shape, levels, states, seed=0):

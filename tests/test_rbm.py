@@ -7,7 +7,6 @@ test shows that too few betas do move it off, so the tolerance means something);
 a wrong conditional fails the chi-square test; a PCD chain outside the checkpoint breaks exact resume.
 """
 import itertools
-import math
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ from genzoo.evaluate import partition_note
 from genzoo.models.energy.rbm import PartitionFunctionError
 from genzoo.nn.partition import PAPER_NUM_BETAS, ais_betas
 from genzoo.train import CHECKPOINT_FILE, TrainConfig, train
+from tiny_models import all_images
 
 
 def tiny_rbm(shape, levels, hidden, scale=1.0, seed=0, **options):
@@ -31,10 +31,6 @@ def tiny_rbm(shape, levels, hidden, scale=1.0, seed=0, **options):
             p.normal_(0.0, scale)
     return model.eval()
 
-
-def all_images(shape, levels):
-    grid = torch.tensor(list(itertools.product(range(levels), repeat=math.prod(shape))), dtype=torch.long)
-    return grid.reshape(-1, *shape)
 
 
 def units(x, levels):

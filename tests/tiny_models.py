@@ -1,4 +1,5 @@
-"""Tiny configurations of every explicit-density model, small enough to enumerate every image.
+"""Shared test helpers: tiny configurations of every explicit-density model, small enough to
+enumerate every image, and the enumeration itself.
 
 name -> list of (image_shape, levels, options). Each model appears with binary data and with
 multi-level data; models that handle colour also appear with 3 channels (RGB ordering).
@@ -36,3 +37,14 @@ def cases():
             out.append(pytest.param(name, shape, levels, options,
                                     id=f"{name}-{'x'.join(map(str, shape))}-L{levels}-{len(out)}"))
     return out
+
+
+def all_images(shape, levels):
+    """Every integer image of ``shape`` with ``levels`` values per subpixel, as a LongTensor."""
+    import itertools
+    import math
+
+    import torch
+
+    grid = torch.tensor(list(itertools.product(range(levels), repeat=math.prod(shape))), dtype=torch.long)
+    return grid.reshape(-1, *shape)
