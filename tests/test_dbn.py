@@ -22,15 +22,11 @@ from genzoo.evaluate import evaluate_model
 from genzoo.models.energy.rbm import PartitionFunctionError
 from genzoo.train import TrainConfig, train
 from genzoo.workflow import prepare_for_evaluation
+from tiny_models import normal_weights_model
 
 
 def tiny_dbn(shape, levels, hidden, scale=1.0, seed=0, **options):
-    torch.manual_seed(seed)
-    model = genzoo.create("dbn", image_shape=shape, levels=levels, hidden=hidden, **options)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, scale)
-    return model.eval()
+    return normal_weights_model("dbn", shape, levels, scale, seed, hidden=hidden, **options)
 
 
 def states(num_units, levels=2):

@@ -20,16 +20,11 @@ from genzoo.evaluate import partition_note
 from genzoo.models.energy.rbm import PartitionFunctionError
 from genzoo.nn.partition import PAPER_NUM_BETAS, ais_betas
 from genzoo.train import CHECKPOINT_FILE, TrainConfig, train
-from tiny_models import all_images
+from tiny_models import all_images, normal_weights_model
 
 
 def tiny_rbm(shape, levels, hidden, scale=1.0, seed=0, **options):
-    torch.manual_seed(seed)
-    model = genzoo.create("rbm", image_shape=shape, levels=levels, hidden=hidden, **options)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, scale)
-    return model.eval()
+    return normal_weights_model("rbm", shape, levels, scale, seed, hidden=hidden, **options)
 
 
 

@@ -48,3 +48,17 @@ def all_images(shape, levels):
 
     grid = torch.tensor(list(itertools.product(range(levels), repeat=math.prod(shape))), dtype=torch.long)
     return grid.reshape(-1, *shape)
+
+
+def normal_weights_model(name, shape, levels, scale=1.0, seed=0, **options):
+    """Model ``name`` with every parameter drawn from N(0, scale^2) (seeded), in eval mode."""
+    import torch
+
+    import genzoo
+
+    torch.manual_seed(seed)
+    model = genzoo.create(name, image_shape=shape, levels=levels, **options)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, scale)
+    return model.eval()
