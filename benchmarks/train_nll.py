@@ -94,6 +94,7 @@ def main() -> int:
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--grad-clip", type=float, default=1.0, help="0 disables clipping")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (sgd/adam) or decoupled (adamw)")
     args = p.parse_args()
 
     if args.threads:
@@ -103,6 +104,7 @@ def main() -> int:
     run_dir = HERE / "runs" / name
     config = TrainConfig(batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, ema_decay=args.ema,
                          optimizer=args.optimizer, momentum=args.momentum, grad_clip=args.grad_clip or None,
+                         weight_decay=args.weight_decay,
                          max_time=args.time, max_steps=args.steps, eval_every=args.eval_every,
                          eval_max_images=args.eval_max_images, checkpoint_every=500, log_every=50,
                          seed=args.seed, device=args.device, compile=args.compile, progress=sys.stderr.isatty())

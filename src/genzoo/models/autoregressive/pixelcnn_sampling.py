@@ -14,6 +14,10 @@ skipped subpixels, same ``discrete_sample`` call on an (N,) or (N, levels) slice
 same images for the same seed up to float rounding of the logits (the position's matmuls sum in a
 different order from the full convolution; a draw flips only if its uniform variate falls within
 ~1e-7 of a boundary).
+
+A conditioned PixelCNN (``PixelCNN.features(u, condition)``, e.g. a VAE's PixelCNN decoder given z)
+samples through the same loop: pass the ``condition`` map, which the stepper adds at each position
+where the full pass adds it, and ``draw`` to pick levels another way (e.g. the mean level).
 """
 from __future__ import annotations
 
@@ -34,13 +38,19 @@ class PixelCNNStepper:
     colours of (i, j) it should condition on have been written into ``x``; a value written into ``x``
     after the last call at its pixel must also go into the input cache with ``store_input``.
     Dropout acts per position, so it matches a full pass only in eval mode (as sampling should run).
+    ``condition``: the map ``model.features`` adds to the residual stream, (N, channels, H, W) or
+    broadcastable to it; None for the plain PixelCNN.
     """
 
-    def __init__(self, model, x: torch.Tensor):
+    def __init__(self, model, x: torch.Tensor, condition: torch.Tensor | None = None):
         self.model = model
         self.x = x
         n, _, h, w = x.shape
         self.convs = incremental_convs(model, n, h, w)
+        self.condition = None
+        if condition is not None:  # channels last: one position's vector is a contiguous (N, channels) slice
+            shape = (n, model.input_conv.out_channels, h, w)
+            self.condition = torch.broadcast_to(condition, shape).permute(0, 2, 3, 1).contiguous()
 
     def input_at(self, i: int, j: int) -> torch.Tensor:
         return symmetric_inputs(self.x[:, :, i, j], self.model.levels)
@@ -53,9 +63,12 @@ class PixelCNNStepper:
         """The residual stream (N, channels) at (i, j), as ``model.features`` gives it."""
         model = self.model
         s = self.convs[model.input_conv].step(self.input_at(i, j), i, j)
+        condition = None if self.condition is None else self.condition[:, i, j]
         for block in model.blocks:
+            if condition is not None:
+                s = s + condition
             s = s + sequential_step(block.branch, s, i, j, self.convs)
-        return s
+        return s if condition is None else s + condition
 
     def logits(self, i: int, j: int) -> torch.Tensor:
         out = sequential_step(self.model.output, self.features(i, j), i, j, self.convs)
@@ -63,17 +76,22 @@ class PixelCNNStepper:
 
 
 def sample_cached(model, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None,
-                  on_step: Callable[[tuple[int, int, int], torch.Tensor], None] | None = None) -> torch.Tensor:
+                  on_step: Callable[[tuple[int, int, int], torch.Tensor], None] | None = None, *,
+                  condition: torch.Tensor | None = None,
+                  draw: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Fill ``x`` where not ``known``, like ``sample_naive``, with cached per-position evaluation.
 
     ``on_step(index, params)``, if given, sees the distribution parameters of every drawn subpixel
     ``index`` = (c, i, j): (N,) Bernoulli logits or (N, levels) softmax logits (for tests).
+    ``condition``: the map of ``model.features(u, condition)`` (see ``PixelCNNStepper``).
+    ``draw(params)``: the levels (N,) of a subpixel from those parameters; by default
+    ``discrete_sample(params, model.levels, generator)``.
     """
     order = model.ordering()
     if not torch.equal(order, AutoregressiveModel.ordering(model)):
         raise ValueError("cached PixelCNN sampling needs the raster ordering with the colours innermost")
     channels, height, width = model.image_shape
-    stepper = PixelCNNStepper(model, x)
+    stepper = PixelCNNStepper(model, x, condition)
     unfinished = None  # a pixel whose caches lack its last colours: they were known, so never evaluated with them
     for flat in order.tolist():
         c, i, j = flat // (height * width), (flat // width) % height, flat % width
@@ -87,7 +105,7 @@ def sample_cached(model, x: torch.Tensor, known: torch.Tensor, generator: torch.
         params = params.squeeze(-1) if model.params_per_subpixel == 1 else params
         if on_step is not None:
             on_step((c, i, j), params)
-        drawn = discrete_sample(params, model.levels, generator)
+        drawn = discrete_sample(params, model.levels, generator) if draw is None else draw(params)
         x[:, c, i, j] = torch.where(keep, x[:, c, i, j], drawn)
         stepper.store_input(i, j)
         if c == channels - 1:

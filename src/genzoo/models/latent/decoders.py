@@ -7,8 +7,11 @@ m is the VAE's own decoder network (MLP or upsampling convolutions, ``genzoo.nn.
 ``channels`` outputs per pixel, so the latent code sets a location-dependent bias, as z's upsampled
 feature maps do in [1]; a spatially constant projection would be the conditional PixelCNN of [2].
 m depends on no pixel, so the decoder stays causal in x and log p(x | z) is exact (nats). Sampling
-given z is ancestral, one full pass per subpixel. The default PixelCNN is shallow on purpose: a
-decoder that can model x on its own tends to ignore z [3].
+given z is ancestral: m(z) is computed once and the PixelCNN's cached sampler
+(``genzoo.models.autoregressive.pixelcnn_sampling``) walks the subpixels with it, one position's work
+per subpixel; ``naive=True`` takes one full pass per subpixel instead (the reference: both give the
+same images from the same generator, up to float rounding of the logits). The default PixelCNN is
+shallow on purpose: a decoder that can model x on its own tends to ignore z [3].
 
 [1] I. Gulrajani, K. Kumar, F. Ahmed, A. A. Taiga, F. Visin, D. Vazquez, A. Courville. PixelVAE: A
     Latent Variable Model for Natural Images. ICLR 2017.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from genzoo.models.autoregressive import pixelcnn_sampling
 from genzoo.nn.distributions import discrete_sample, symmetric_inputs
 from genzoo.nn.encoders import image_decoder
 
@@ -70,14 +74,30 @@ class PixelCNNDecoder(nn.Module):
         return self.pixelcnn.network(symmetric_inputs(x, self.levels), self.condition(z))
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, generator: torch.Generator | None = None, mean: bool = False) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, generator: torch.Generator | None = None, mean: bool = False,
+                 naive: bool = False) -> torch.Tensor:
         """Images (M, C, H, W) given z (M, in_features), subpixel by subpixel in the PixelCNN's order:
-        each drawn from its conditional (ancestral sampling) or, with ``mean``, set to its mean level."""
+        each drawn from its conditional (ancestral sampling) or, with ``mean``, set to its mean level.
+
+        By the PixelCNN's cached sampler conditioned on m(z); ``naive=True``: one full pass of the
+        network per subpixel. Both consume ``generator`` identically. Dropout acts per position in the
+        cached sampler, so the two agree only in eval mode (as sampling should run)."""
         condition = self.condition(z)
         x = torch.zeros((z.shape[0], *self.image_shape), dtype=torch.long, device=z.device)
+
+        def draw(params: torch.Tensor) -> torch.Tensor:
+            return pick_levels(params, self.levels, generator, mean)
+
+        if naive:
+            return self._generate_naive(x, condition, draw)
+        known = torch.zeros_like(x, dtype=torch.bool)
+        return pixelcnn_sampling.sample_cached(self.pixelcnn, x, known, generator, condition=condition, draw=draw)
+
+    def _generate_naive(self, x: torch.Tensor, condition: torch.Tensor, draw) -> torch.Tensor:
+        """Fill ``x`` in the PixelCNN's order, one full forward pass per subpixel."""
         _, h, w = self.image_shape
         for flat in self.pixelcnn.ordering().tolist():
             c, i, j = flat // (h * w), (flat // w) % h, flat % w
             logits = self.pixelcnn.network(symmetric_inputs(x, self.levels), condition)
-            x[:, c, i, j] = pick_levels(logits[:, c, i, j], self.levels, generator, mean)
+            x[:, c, i, j] = draw(logits[:, c, i, j])
         return x

@@ -162,13 +162,21 @@ class VAE(LatentVariableModel):
 
     @torch.no_grad()
     def decode_images(self, z1: torch.Tensor, y: torch.Tensor | None = None, *,
-                      generator: torch.Generator | None = None, mean: bool = False) -> torch.Tensor:
+                      generator: torch.Generator | None = None, mean: bool = False,
+                      naive: bool = False) -> torch.Tensor:
         """Images (M, C, H, W) from codes z1 (M, latent): every subpixel drawn from p(x | z1[, y]) or, with
-        ``mean``, set to the level nearest its conditional mean; in order for the PixelCNN decoder."""
+        ``mean``, set to the level nearest its conditional mean; in order for the PixelCNN decoder, by its
+        cached sampler (``naive=True``: one full decoder pass per subpixel, the slow reference path; the
+        same images from the same generator). The factorized decoder takes one pass either way."""
         y = self.check_labels(y, z1.shape[0])
         if self.decoder_type == "factorized":
             return pick_levels(self.decode(z1, y), self.levels, generator, mean)
-        return self.decoder.generate(self._decoder_input(z1, y), generator, mean)
+        return self.decoder.generate(self._decoder_input(z1, y), generator, mean, naive=naive)
+
+    @property
+    def has_cached_sampling(self) -> bool:
+        """Whether ``sample`` has a fast path that ``naive=True`` turns off (the PixelCNN decoder's)."""
+        return self.decoder_type == "pixelcnn"
 
     @property
     def noise_dims(self) -> int:
@@ -288,16 +296,18 @@ class VAE(LatentVariableModel):
         return -bound.mean()
 
     @torch.no_grad()
-    def sample(self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
+               naive: bool = False) -> torch.Tensor:
         """``n`` images drawn from p(x) (p(x | y) when conditional; ``y`` one label or n) by ancestral
-        sampling (pixels drawn, not the decoder's mean)."""
+        sampling (pixels drawn, not the decoder's mean). ``naive=True``: the PixelCNN decoder takes one
+        full pass per subpixel instead of its cached sampler (see ``decode_images``)."""
         y = self.check_labels(y, n)
         z = torch.randn(n, self.top_latent if self.layers == 2 else self.latent, generator=generator,
                         device=self.device)
         if self.layers == 2:
             mu, log_var = self.top_decoder(z)
             z = reparameterize(mu, log_var, torch.randn(n, self.latent, generator=generator, device=self.device))
-        return self.decode_images(z, y, generator=generator)
+        return self.decode_images(z, y, generator=generator, naive=naive)
 
 
 class IWAE(VAE):
