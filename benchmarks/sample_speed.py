@@ -3,6 +3,10 @@
     python benchmarks/sample_speed.py --run benchmarks/runs/pixelcnn-binarized-mnist --threads 2
     python benchmarks/sample_speed.py --model pixelcnn --shape 1 28 28 --levels 2 --threads 2
     python benchmarks/sample_speed.py --model pixelcnn --shape 3 32 32 --levels 256 --naive-images 4 --device cuda
+    python benchmarks/sample_speed.py --model vae -o decoder=pixelcnn --shape 1 28 28 --levels 2 --threads 1
+
+Any model with a cached sampler and ``sample(..., naive=True)`` works, e.g. a VAE with the PixelCNN
+decoder (its PixelCNN's cached sampler, conditioned on m(z), against one decoder pass per subpixel).
 
 Draws ``--n`` images (default 64) with the model's cached sampler and with ``sample(naive=True)`` (one
 full forward pass per subpixel) from the same seed, and reports both wall times, their ratio and whether
