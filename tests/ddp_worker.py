@@ -1,14 +1,20 @@
-"""Tiny data and model for the trainer tests, and a script that trains them (under torchrun or not).
+"""Tiny data and models for the trainer tests, and a script that trains them (under torchrun or not).
 
     python tests/ddp_worker.py RUN_DIR --steps 12
     torchrun --standalone --nproc_per_node=2 tests/ddp_worker.py RUN_DIR --steps 12
 
-Both write the same run (up to float rounding): ``batch_size`` is the global batch.
+Both write the same run (up to float rounding): ``batch_size`` is the global batch. With ``--gan`` the
+script trains tiny GANs instead (``gan_runs``): ROOT/<variant>/full, and with ``--resume-at`` also
+ROOT/<variant>/resumed (stopped by its budget, then resumed), and continues ROOT/<variant>/mixed if
+it exists (a run started elsewhere, e.g. by one process).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -63,6 +69,57 @@ def tiny_model(shape=(1, 4, 4), levels: int = 3, dropout: float = 0.0, seed: int
     return TinyDensity(shape, levels, dropout=dropout)
 
 
+# Tiny GANs: each variant exercises another part of two-player DDP (see genzoo.distributed.GlobalBatch).
+GANS = {
+    "dcgan": ("dcgan", {"label_smoothing": 0.1}),                  # batch norm in G and D
+    "wgan-gp": ("wgan-gp", {"n_critic": 2}),                        # layer-norm critic, gradient penalty
+    "wgan-gp-bn": ("wgan-gp", {"n_critic": 2, "d_norm": "batch"}),  # the penalty through synced batch norm
+    "cgan": ("cgan", {"num_classes": 3, "spectral_norm": True, "objective": "minimax"}),  # labels, power iteration
+}
+GAN_SHAPE, GAN_LEVELS = (1, 8, 8), 5
+
+
+def tiny_gan_dataset(n: int = 48, classes: int = 3) -> ImageDataset:
+    """``tiny_dataset`` images of GAN_SHAPE with labels (image index mod ``classes``)."""
+    data = tiny_dataset(n, GAN_SHAPE, GAN_LEVELS)
+    labelled = lambda split: ImageSplit(split.images, torch.arange(len(split)) % classes)  # noqa: E731
+    return dataclasses.replace(data, train=labelled(data.train), valid=labelled(data.valid), test=labelled(data.test))
+
+
+def tiny_gan(variant: str, seed: int = 0):
+    import genzoo
+
+    name, options = GANS[variant]
+    torch.manual_seed(seed)
+    return genzoo.create(name, GAN_SHAPE, GAN_LEVELS, channels=4, latent=4, lr=2e-3, **options)
+
+
+def gan_config(steps: int):
+    from genzoo.train import TrainConfig
+
+    return TrainConfig(batch_size=8, max_steps=steps, log_every=1, eval_every=2, checkpoint_every=100,
+                       eval_max_images=8, ema_decay=0.9, progress=False, device="cpu")
+
+
+def gan_runs(root, variants, steps: int, resume_at: int | None = None) -> None:
+    """Train the tiny GANs into ROOT/<variant>/... (see the module docstring).
+
+    Every rank builds its model with another seed: rank 0's weights must reach the others."""
+    from genzoo.train import train
+
+    root, rank, data = Path(root), int(os.environ.get("RANK", "0")), tiny_gan_dataset()
+    for variant in variants:
+        assert train(tiny_gan(variant, seed=rank), data, root / variant / "full", gan_config(steps))["step"] == steps
+        if resume_at is not None:
+            first = train(tiny_gan(variant, seed=rank), data, root / variant / "resumed", gan_config(resume_at))
+            assert first["step"] == resume_at
+            again = train(tiny_gan(variant, seed=rank + 7), data, root / variant / "resumed", gan_config(steps))
+            assert again["step"] == steps
+        mixed = root / variant / "mixed"
+        if mixed.exists():
+            assert train(tiny_gan(variant, seed=rank + 7), data, mixed, gan_config(steps))["step"] == steps
+
+
 def main(argv=None) -> int:
     from genzoo.train import TrainConfig, train
 
@@ -70,8 +127,22 @@ def main(argv=None) -> int:
     parser.add_argument("run_dir")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--gan", help="comma-separated GANS variants: train those instead, into RUN_DIR/<variant>")
+    parser.add_argument("--resume-at", type=int, help="--gan: also a run stopped at this step and resumed")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.gan:
+        import torch.distributed as dist
+
+        owned = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+        if owned:  # one process group for all the runs (train() leaves a group it did not create alone)
+            dist.init_process_group("gloo")
+        try:
+            gan_runs(args.run_dir, args.gan.split(","), args.steps, args.resume_at)
+        finally:
+            if owned:
+                dist.destroy_process_group()
+        return 0
     config = TrainConfig(batch_size=args.batch_size, lr=0.05, optimizer="adamw", weight_decay=0.01,
                          ema_decay=0.9, max_steps=args.steps, log_every=1, eval_every=5, progress=False,
                          device="cpu")

@@ -5,6 +5,7 @@ penalty on the wrong tensor shows against (|w| - 1)^2 and finite differences; a 
 optimizer's moments or a random state changes the losses; a Fréchet distance with a wrong matrix square
 root disagrees with scipy's; precision/recall of a set against itself must be exactly 1.
 """
+import dataclasses
 import json
 import math
 import os
@@ -191,10 +192,11 @@ def test_wgan_gp_uses_the_papers_optimizer_and_n_critic(tmp_path, digits):
     assert records[0]["lrs"] == {"generator": 1e-4, "discriminator": 1e-4}
 
 
-def test_two_player_models_refuse_ddp(tmp_path, digits, monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(ValueError, match="DDP"):
-        train(genzoo.create("dcgan", digits.image_shape, digits.levels, **SMALL), digits, tmp_path, gan_config(2))
+def test_two_player_models_refuse_compile(tmp_path, digits):
+    """(DDP works: tests/test_gan_ddp.py.)"""
+    config = dataclasses.replace(gan_config(2), compile=True)
+    with pytest.raises(ValueError, match="compile"):
+        train(genzoo.create("dcgan", digits.image_shape, digits.levels, **SMALL), digits, tmp_path, config)
     assert not (tmp_path / CHECKPOINT_FILE).exists()
 
 

@@ -19,7 +19,8 @@ import genzoo
 from genzoo.checkpoint import load_tensors
 from genzoo.models.base import GenerativeModel
 from genzoo.models.independent import IndependentPixels
-from genzoo.train import CHECKPOINT_FILE, NonFiniteLossError, TrainConfig, learning_rate, train
+from genzoo.optim import learning_rate
+from genzoo.train import CHECKPOINT_FILE, NonFiniteLossError, TrainConfig, train
 
 from ddp_worker import TinyDensity, main as worker_main, tiny_dataset, tiny_model
 

@@ -17,8 +17,9 @@ From Python: ``train(model, dataset, "runs/x", TrainConfig(batch_size=64, max_st
 example ``tests/ddp_worker.py`` runs the same way with ``python`` or ``torchrun``.
 
 ``batch_size`` is the global batch: each of N processes takes a contiguous 1/N slice and DDP averages
-the gradients, so a step equals the 1-process step on the whole batch (up to float rounding). DDP
-needs every parameter to receive a gradient at every step (no ``find_unused_parameters``).
+the gradients, so a step equals the 1-process step on the whole batch (up to float rounding; for a
+``loss`` model that draws random numbers, each rank has its own stream). DDP needs every parameter to
+receive a gradient at every step (no ``find_unused_parameters``).
 Everything lands in ``run_dir``: ``checkpoint.safetensors`` (the full training state, for resume),
 ``model.safetensors`` (what ``genzoo.load(run_dir)`` reads), ``log.jsonl`` and ``tb/`` (TensorBoard).
 SIGINT/SIGTERM finish the current step, save, and return with status "interrupted"; calling ``train``
@@ -31,7 +32,26 @@ group (the config's, updated by the model's ``optimizer_options(name)`` if it ha
 scheduled learning rate, clips each group's gradient norm just before its ``optimizer.step()`` (a step
 pre-hook; ``grad_clip=None``: no clipping), and lets ``train_step`` do its own alternating updates.
 The returned scalars are logged (the entry "loss", else the first one, is the run's "loss"); every
-optimizer's state is checkpointed, so resume stays exact. One process only (no DDP, no compile).
+optimizer's state is checkpointed, so resume stays exact. No compile.
+
+Two-player models under DDP are not wrapped in ``DistributedDataParallel`` (it hooks one ``forward``
+and one backward per step; ``train_step`` makes several of each, for different players). Instead each
+rank runs ``train_step`` on its slice of the global batch and the trainer makes the result that of one
+process on the whole batch (up to float rounding), with the pieces of ``genzoo.distributed``:
+
+- gradients: each player's step pre-hook first averages that player's gradients over the ranks (one
+  all-reduce of the flattened gradients), then clips them, so every rank takes the same update;
+- noise: all ranks share one random stream (seeded, checkpointed and restored as rank 0's), and while
+  ``train_step`` runs, ``GlobalBatch`` makes each ``torch.rand``/``randn``/``randint`` of a per-example
+  size (leading dimension = this rank's batch) draw the global batch's numbers and keep this rank's
+  rows: z of G, the dequantization noise and the gradient penalty's interpolation weights are bitwise
+  those of the 1-process run (dropout and other random ops raise there; the GANs use none);
+- batch norm: in training mode it normalizes with the global batch's statistics (a differentiable
+  all-reduce, so the gradient penalty's double backward is right too); its running statistics, the
+  spectral-norm power-iteration vectors and the EMA are then computed from the same numbers on every
+  rank and stay identical, and rank 0's weights and buffers are broadcast at the start;
+- the logged scalars are the means over ranks; rank 0 writes the checkpoints. Resume stays exact, in
+  the same or another number of processes (the shared stream does not depend on the rank).
 """
 from __future__ import annotations
 
@@ -51,14 +71,16 @@ from torch import nn
 
 from genzoo.checkpoint import MODEL_FILE, flatten_state, load_tensors, save_model, save_tensors, unflatten_state
 from genzoo.data.base import ImageDataset, ImageSplit
-from genzoo.distributed import Distributed, gather_rng_states, seed_everything, select_device, set_rng_state
+from genzoo.distributed import (Distributed, GlobalBatch, gather_rng_states, seed_everything, select_device,
+                                set_rng_state)
 from genzoo.ema import EMA
 from genzoo.evaluate import evaluate_nll
+from genzoo.optim import (SCHEDULES, learning_rate, make_optimizer, player_config, player_groups,
+                          set_hyperparameters, step_limit)
 from genzoo.runlog import LossWindow, RunLog, StopSignals
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 FORMAT = "genzoo-train/1"
-SCHEDULES = ("constant", "cosine", "exponential")
 
 
 @dataclass
@@ -130,68 +152,7 @@ class TrainState:
     best_valid: float | None = None  # lowest validation NLL (nats) or loss seen
 
 
-# Schedules, budgets and batches: pure functions of (config, step), so resuming needs only the step.
-
-OPTIMIZER_OPTIONS = ("optimizer", "lr", "betas", "momentum", "weight_decay")  # what a player may override
-
-
-def make_optimizer(params, cfg: "TrainConfig") -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD with momentum, as the config says."""
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    opt_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return opt_class(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-
-
-def set_hyperparameters(optimizer: torch.optim.Optimizer, cfg: "TrainConfig") -> None:
-    """Put ``cfg``'s weight decay and momentum/betas into a (restored) optimizer: this call's config wins."""
-    for group in optimizer.param_groups:
-        group.update(weight_decay=cfg.weight_decay,
-                     **({"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {"betas": tuple(cfg.betas)}))
-
-
-def player_groups(model) -> dict[str, list[nn.Parameter]] | None:
-    """The trainable parameters of each player of a model with ``train_step``; None for ``loss`` models."""
-    if not (callable(getattr(model, "parameter_groups", None)) and callable(getattr(model, "train_step", None))):
-        return None
-    groups = {str(name): [p for p in params if p.requires_grad] for name, params in model.parameter_groups().items()}
-    ids = [id(p) for params in groups.values() for p in params]
-    trainable = {id(p) for p in model.parameters() if p.requires_grad}
-    if not groups or not all(groups.values()) or len(ids) != len(set(ids)) or set(ids) != trainable:
-        raise ValueError("parameter_groups() must split the model's trainable parameters into disjoint, "
-                         f"non-empty groups; got {({k: len(v) for k, v in groups.items()})}")
-    return groups
-
-
-def player_config(model, name: str, cfg: "TrainConfig") -> "TrainConfig":
-    """The config of player ``name``'s optimizer: ``cfg`` with the model's ``optimizer_options(name)``."""
-    options = dict(model.optimizer_options(name)) if callable(getattr(model, "optimizer_options", None)) else {}
-    unknown = sorted(set(options) - set(OPTIMIZER_OPTIONS))
-    if unknown:
-        raise ValueError(f"optimizer_options({name!r}) may set {', '.join(OPTIMIZER_OPTIONS)}; got {unknown}")
-    return dataclasses.replace(cfg, **options)
-
-
-def learning_rate(config: TrainConfig, step: int, horizon: int | None) -> float:
-    """Learning rate of update ``step`` (0-based): linear warmup, then the schedule."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    t = step - config.warmup_steps
-    if config.schedule == "cosine":
-        span = max(1, horizon - config.warmup_steps)
-        return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(t, span) / span))
-    if config.schedule == "exponential":
-        return config.lr * config.lr_decay ** t
-    return config.lr
-
-
-def step_limit(config: TrainConfig, steps_per_epoch: int) -> int | None:
-    """The step budget from max_steps and max_epochs (None when only max_time is set)."""
-    limits = [] if config.max_steps is None else [config.max_steps]
-    if config.max_epochs is not None:
-        limits.append(math.ceil(config.max_epochs * steps_per_epoch - 1e-9))
-    return min(limits) if limits else None
-
+# Batches: pure functions of (config, step), so resuming needs only the step.
 
 def _generator(*keys: int) -> torch.Generator:
     """A torch generator seeded by integer keys (mixed by numpy's SeedSequence)."""
@@ -259,9 +220,6 @@ def train(model, dataset: ImageDataset, run_dir, config: TrainConfig, *, resume:
     """
     config.validate()
     _check_model_fits(model, dataset)
-    if player_groups(model) is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError(f"{type(model).__name__} trains with several optimizers (train_step): "
-                         "run it in one process; DDP is not supported for such models")
     device = select_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
     ctx, run = Distributed.from_env(device), None
     try:
@@ -340,11 +298,17 @@ class _Run:
         path, ema_state = self.run_dir / CHECKPOINT_FILE, None
         if resume and path.exists():
             ema_state = self._restore(path)
-        else:
-            seed_everything(cfg.seed + self.ctx.rank)
+        else:  # two-player runs: one random stream, the same on every rank (see GlobalBatch)
+            seed_everything(cfg.seed + (0 if self.players is not None else self.ctx.rank))
+        if self.players is not None:  # no DDP wrapper to broadcast rank 0's weights: do it here
+            for tensor in model.state_dict().values():
+                self.ctx.broadcast_(tensor)
         self.ema = None if cfg.ema_decay is None else EMA(model, cfg.ema_decay)
         if self.ema is not None and ema_state:
             self.ema.load_state_dict(ema_state)
+        if self.players is not None:
+            self.loss_module = None
+            return
         module = LossModule(model)
         if self.ctx.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -352,19 +316,24 @@ class _Run:
         self.loss_module = torch.compile(module) if cfg.compile else module
 
     def _setup_players(self) -> None:
-        """One optimizer per parameter group, each clipping its own gradients right before it steps."""
-        if self.ctx.enabled or self.config.compile:
-            raise ValueError("models with train_step run in one process and without compile")
+        """One optimizer per parameter group; right before it steps, its gradients are averaged over the
+        ranks (DDP) and clipped."""
+        if self.config.compile:
+            raise ValueError("models with train_step train without compile")
+        self.global_batch = (lambda: GlobalBatch(self.ctx, self.config.batch_size // self.ctx.world_size)) \
+            if self.ctx.enabled else contextlib.nullcontext
         self.player_configs = {name: player_config(self.model, name, self.config) for name in self.players}
         self.optimizers, self.grad_norms = {}, {}
         for name, params in self.players.items():
             self.optimizers[name] = make_optimizer(params, self.player_configs[name])
-            self.optimizers[name].register_step_pre_hook(self._clip_hook(name, params))
+            self.optimizers[name].register_step_pre_hook(self._pre_step_hook(name, params))
 
-    def _clip_hook(self, name: str, params: list):
+    def _pre_step_hook(self, name: str, params: list):
+        """Average player ``name``'s gradients over the ranks, then clip them (and note their norm)."""
         clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf  # inf: norm only
 
         def hook(optimizer, args, kwargs):
+            self.ctx.average_gradients_(params)
             self.grad_norms[name] = nn.utils.clip_grad_norm_(params, clip)
         return hook
 
@@ -386,7 +355,9 @@ class _Run:
                 optimizer.load_state_dict(states[name])
                 set_hyperparameters(optimizer, self.player_configs[name])
         rngs = [unflatten_state(r, tensors) for r in meta["rng"]]
-        if self.ctx.rank < len(rngs):
+        if self.players is not None:  # one stream shared by all ranks, whatever the world size
+            set_rng_state(rngs[0], self.device)
+        elif self.ctx.rank < len(rngs):
             set_rng_state(rngs[self.ctx.rank], self.device)
         else:  # more processes than when saved: a fresh, distinct stream for the new ranks
             seed_everything(self.config.seed + self.ctx.rank + 1_000_003 * meta["state"]["step"])
@@ -459,12 +430,15 @@ class _Run:
             for group in optimizer.param_groups:  # the schedule, relative to each player's own lr
                 group["lr"] = lr * self.player_configs[name].lr / self.config.lr
         self.grad_norms = {}
-        with self.autocast():
+        with self.autocast(), self.global_batch():
             returned = self.model.train_step(x, y, self.optimizers, self.state.step)
         if not returned:
             raise ValueError(f"{type(self.model).__name__}.train_step must return a dict of scalar losses")
         scalars = {name: torch.as_tensor(v, device=self.device).detach().float().reshape(())
                    for name, v in returned.items()}
+        if self.ctx.enabled:  # each rank's means over its slice -> the means over the global batch
+            means = self.ctx.sum_(torch.stack(list(scalars.values()))) / self.ctx.world_size
+            scalars = dict(zip(scalars, means.unbind()))
         loss = scalars.get("loss", next(iter(scalars.values())))
         norms = [n.float() for n in self.grad_norms.values()]
         grad_norm = torch.stack(norms).norm() if norms else torch.zeros((), device=self.device)
