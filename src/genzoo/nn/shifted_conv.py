@@ -16,6 +16,12 @@ With stride 2 they down-sample (output (i, j) reads input rows 2i-1..2i): sizes 
 ceil(W/2), odd sizes included; the transposed versions up-sample and crop to a requested size, taking
 their outputs at (r, c) from input (r // 2, ...) only, so both directions keep the streams causal.
 
+Sampling evaluates the layers at a few positions at a time ([3]): every layer keeps its input map in a
+``StepCache`` (channels last, zero-padded like its convolution); ``store`` writes the input at a
+``Span`` of positions (part of one row of one resolution), ``at`` computes the outputs at a span from
+the windows stored there, one matmul, and ``step`` does both. Values are (N, L, C) tensors for a span of
+L positions. The results equal the full convolution's up to float rounding (other summation orders).
+
 [1] T. Salimans, A. Karpathy, X. Chen, D. P. Kingma. PixelCNN++: Improving the PixelCNN with
     Discretized Logistic Mixture Likelihood and Other Modifications. ICLR 2017.
 [2] A. van den Oord, N. Kalchbrenner, O. Vinyals, L. Espeholt, A. Graves, K. Kavukcuoglu. Conditional
@@ -24,6 +30,8 @@ their outputs at (r, c) from input (r // 2, ...) only, so both directions keep t
     Models. ICLR workshop 2017.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -40,62 +48,86 @@ def right_shift(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (1, 0))[:, :, :, :-1]
 
 
-def concat_elu(x: torch.Tensor) -> torch.Tensor:
+def concat_elu(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """ELU of x and of -x, concatenated over channels ([1], section 2.6): doubles the channels."""
-    return F.elu(torch.cat([x, -x], 1))
+    return F.elu(torch.cat([x, -x], dim))
 
 
-class RowCache:
-    """Every shifted layer's input map, so that one image row can be recomputed alone (sampling [3]).
+def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution applied to channels-last values ``x`` (..., C_in)."""
+    return F.linear(x, conv.weight.flatten(1), conv.bias)
 
-    ``row`` is the image row being recomputed; at resolution ``level`` (halved ``level`` times) that is
-    row ``row >> level``. A layer stores its new input row in its map and reads the rows above it from
-    there (zeros above the image), so those rows must hold their final values. Outputs at row r depend
-    on rows <= r only, so going through the rows in order gives the full pass's outputs, up to float
-    rounding: convolution algorithms, and vectorized elementwise kernels at a tensor's tail, round
-    differently for different sizes.
+
+class Span(NamedTuple):
+    """Positions (row, start..stop-1) of resolution ``level`` (the image halved ``level`` times)."""
+    level: int
+    row: int
+    start: int
+    stop: int
+
+
+class StepCache:
+    """Every shifted layer's input map, channels last, for evaluating the layers span by span ([3]).
+
+    A map is (N, top + height + bottom, left + width + right, C_in) at its input's resolution, zeros
+    where nothing was stored: the convolution's zero padding, and positions not reached yet.
     """
 
-    def __init__(self, height: int):
-        self.height, self.row, self.maps = height, 0, {}
+    def __init__(self, height: int, width: int):
+        self.height, self.width, self.maps, self.matrices = height, width, {}, {}
 
-    def at(self, level: int) -> int:
-        return self.row >> level
+    def size(self, level: int) -> tuple[int, int]:
+        """(height, width) at resolution ``level``: halved ``level`` times, rounding up."""
+        height, width = self.height, self.width
+        for _ in range(level):
+            height, width = (height + 1) // 2, (width + 1) // 2
+        return height, width
 
-    def window(self, key, x: torch.Tensor, level: int, first: int, last: int) -> torch.Tensor:
-        """Store ``x`` (N, C, 1, W) as row ``at(level)`` of map ``key``; return its rows first..last."""
-        if key not in self.maps:
-            height = self.height
-            for _ in range(level):
-                height = (height + 1) // 2
-            self.maps[key] = x.new_zeros(x.shape[0], x.shape[1], height + 1, x.shape[3])  # + a zero row on top
-        stored = self.maps[key]
-        stored[:, :, self.at(level) + 1] = x[:, :, 0]
-        assert first >= -1, "kernels reach one row above at most"
-        return stored[:, :, first + 1:last + 2]
+    def write(self, layer: nn.Module, span: Span, x: torch.Tensor, pad=(0, 0, 0, 0)) -> None:
+        """Store ``x`` (N, L, C) at ``span`` of ``layer``'s map, padded by ``pad`` = (left, right, top, bottom)."""
+        left, right, top, bottom = pad
+        if layer not in self.maps:
+            height, width = self.size(span.level)
+            self.maps[layer] = x.new_zeros(x.shape[0], top + height + bottom, left + width + right, x.shape[-1])
+        self.maps[layer][:, top + span.row, left + span.start:left + span.stop] = x
+
+    def matrix(self, conv: nn.Conv2d) -> torch.Tensor:
+        """``conv``'s weight as a (C_out, kh * kw * C_in) matrix for channels-last windows (made once)."""
+        if conv not in self.matrices:
+            self.matrices[conv] = conv.weight.permute(0, 2, 3, 1).flatten(1)
+        return self.matrices[conv]
 
 
 class DownShiftedConv2d(nn.Conv2d):
-    """(kh, kw) kernel, kh <= 2, kw odd: output (r, c) reads rows r-kh+1..r, columns c-kw//2..c+kw//2.
-
-    ``rows``/``level``: compute the single row ``rows.at(level)`` from its input row (``RowCache``).
-    """
+    """(kh, kw) kernel, kh <= 2, kw odd: output (r, c) reads rows r-kh+1..r, columns c-kw//2..c+kw//2."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=(2, 3), stride: int = 1):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride)
         kh, kw = self.kernel_size
         self.pad = (kw // 2, kw // 2, kh - 1, 0)
 
-    def forward(self, x: torch.Tensor, rows: RowCache | None = None, level: int = 0) -> torch.Tensor:
-        if rows is None:
-            return super().forward(F.pad(x, self.pad))
-        i = rows.at(level)
-        if self.stride[0] == 1:
-            x = rows.window(self, x, level, i - self.kernel_size[0] + 1, i)
-        else:  # down-sampling to ``level``: reads rows 2i-1, 2i of the finer level
-            x = rows.window(self, x, level - 1, 2 * i - 1, 2 * i)
-        return super().forward(F.pad(x, self.pad[:2]))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pad))
 
+    def store(self, cache: StepCache, span: Span, x: torch.Tensor) -> None:
+        """Write the input ``x`` (N, L, C_in) at ``span`` (of the input's resolution)."""
+        cache.write(self, span, x, self.pad)
+
+    def at(self, cache: StepCache, span: Span) -> torch.Tensor:
+        """The outputs (N, L, C_out) at ``span`` (of the output's resolution), from the stored inputs.
+
+        In the padded map, output (i, j) reads rows stride*i + (0..kh-1), columns stride*j + (0..kw-1).
+        """
+        (kh, kw), stride = self.kernel_size, self.stride[0]
+        rows = cache.maps[self][:, stride * span.row:stride * span.row + kh,
+                                stride * span.start:stride * (span.stop - 1) + kw]  # (N, kh, columns, C_in)
+        windows = rows.unfold(2, kw, stride).permute(0, 2, 1, 4, 3).flatten(2)  # (N, L, kh * kw * C_in)
+        return F.linear(windows, cache.matrix(self), self.bias)
+
+    def step(self, cache: StepCache, span: Span, x: torch.Tensor) -> torch.Tensor:
+        """Stride 1: store the input ``x`` (N, L, C_in) at ``span``, return the outputs there."""
+        self.store(cache, span, x)
+        return self.at(cache, span)
 
 
 class DownRightShiftedConv2d(DownShiftedConv2d):
@@ -110,20 +142,31 @@ class DownRightShiftedConv2d(DownShiftedConv2d):
 class DownShiftedConvTranspose2d(nn.ConvTranspose2d):
     """Stride-2 up-sampling, (2, 3) kernel: output (r, c) reads input row r // 2, columns near c / 2.
 
-    ``forward(x, size)`` crops to ``size``; with ``rows``, ``x`` is input row rows.at(level + 1) and the
-    result is output row rows.at(level) (no cache needed: that row reads no other input row).
+    Uncropped, output column c' = 2j + k gets input column j through kernel column k; ``forward(x,
+    size)`` crops columns ``left``.. and rows 0.. to ``size``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=(2, 3)):
         super().__init__(in_channels, out_channels, kernel_size, stride=2)
         self.left = self.kernel_size[1] // 2
 
-    def forward(self, x: torch.Tensor, size, rows: RowCache | None = None, level: int = 0) -> torch.Tensor:
-        out = super().forward(x)[:, :, :, self.left:self.left + size[1]]
-        if rows is None:
-            return out[:, :, :size[0]]
-        parity = rows.at(level) & 1
-        return out[:, :, parity:parity + 1]
+    def forward(self, x: torch.Tensor, size) -> torch.Tensor:
+        return super().forward(x)[:, :, :size[0], self.left:self.left + size[1]]
+
+    def store(self, cache: StepCache, span: Span, x: torch.Tensor) -> None:
+        """Write the input ``x`` (N, L, C_in) at ``span`` (of the coarser, input resolution)."""
+        cache.write(self, span, x)
+
+    def at(self, cache: StepCache, span: Span) -> torch.Tensor:
+        """The outputs (N, L, C_out) at ``span``, from the stored input columns that reach it."""
+        kw = self.kernel_size[1]
+        stored = cache.maps[self][:, span.row // 2]  # (N, input width, C_in)
+        first = max(0, (span.start + self.left - kw + 2) // 2)  # ceil((start + left - (kw - 1)) / 2)
+        stop = min(stored.shape[1], (span.stop - 1 + self.left) // 2 + 1)
+        x = stored[:, first:stop].transpose(1, 2)[:, :, None]  # (N, C_in, 1, columns)
+        out = F.conv_transpose2d(x, self.weight, self.bias, stride=2)[:, :, span.row % 2]
+        offset = span.start + self.left - 2 * first
+        return out[:, :, offset:offset + span.stop - span.start].transpose(1, 2)
 
 
 class DownRightShiftedConvTranspose2d(DownShiftedConvTranspose2d):
@@ -153,10 +196,17 @@ class GatedResNet(nn.Module):
             self.conv_out.weight.mul_(0.1)
             self.conv_out.bias.zero_()
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None, rows: RowCache | None = None,
-                level: int = 0) -> torch.Tensor:
-        h = self.conv_in(concat_elu(x), rows, level)
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.conv_in(concat_elu(x))
         if skip is not None:
             h = h + self.skip(concat_elu(skip))
-        a, b = self.conv_out(self.dropout(concat_elu(h)), rows, level).chunk(2, 1)
+        a, b = self.conv_out(self.dropout(concat_elu(h))).chunk(2, 1)
+        return x + a * torch.sigmoid(b)
+
+    def step(self, cache: StepCache, span: Span, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """``forward`` at ``span`` only, channels last: x, skip and the result are (N, L, C)."""
+        h = self.conv_in.step(cache, span, concat_elu(x, -1))
+        if skip is not None:
+            h = h + pointwise(self.skip, concat_elu(skip, -1))
+        a, b = self.conv_out.step(cache, span, self.dropout(concat_elu(h, -1))).chunk(2, -1)
         return x + a * torch.sigmoid(b)
