@@ -5,7 +5,8 @@
     model.loss(x)            # mean nats per example
     model.log_prob(x)        # exact log-likelihood per image, nats
     model.sample(16)         # LongTensor (16, 1, 28, 28)
-    model = genzoo.load("runs/pixelcnn-binarized-mnist")
+    model = genzoo.load("runs/pixelcnn-binarized-mnist")                  # the last weights
+    model = genzoo.load("runs/pixelcnn-binarized-mnist", weights="best")  # at the best validation score
 """
 from genzoo.checkpoint import load
 from genzoo.registry import create, describe

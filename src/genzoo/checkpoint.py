@@ -17,7 +17,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 METADATA_KEY = "genzoo"
-MODEL_FILE = "model.safetensors"
+MODEL_FILE = "model.safetensors"        # a run's last weights
+BEST_FILE = "model_best.safetensors"    # a run's weights at its best validation score (early stopping)
+WEIGHTS = ("last", "best", "auto")      # which weights of a run directory ``load`` reads
 
 
 class CheckpointError(ValueError):
@@ -48,6 +50,24 @@ def _unreadable(path: Path, err: Exception) -> CheckpointError:
         return CheckpointError(f"{path} is a pickle/torch.save file; genzoo only loads safetensors checkpoints "
                                "and never unpickles (pickles can run arbitrary code)")
     return CheckpointError(f"{path} is not a readable safetensors checkpoint (corrupt or truncated): {err}")
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata of a file written by ``save_tensors``, without reading its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(METADATA_KEY)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise _unreadable(path, err) from None
+    if raw is None:
+        raise CheckpointError(f"{path} is a safetensors file but not a genzoo checkpoint (no '{METADATA_KEY}' metadata)")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} has unreadable metadata: {err}") from None
 
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -115,23 +135,59 @@ def save_model(path: str | os.PathLike, model, ema_state: dict[str, torch.Tensor
                                  "has_ema": ema_state is not None, **(extra or {})})
 
 
-def resolve_model_file(path: str | os.PathLike) -> Path:
+def resolve_model_file(path: str | os.PathLike, weights: str = "last") -> Path:
+    """The model file that ``load(path, weights=...)`` reads.
+
+    A run directory holds the last weights (``model.safetensors``) and, when it validated and kept
+    them, the best-validation weights (``model_best.safetensors``): ``weights`` = "last", "best" (an
+    error if there are none) or "auto" (best when present, else last). A file is read as it is
+    ("best" then requires it to hold best-validation weights, checked by ``load``).
+    """
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     path = Path(path)
-    return path / MODEL_FILE if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    best = path / BEST_FILE
+    if weights == "best" and not best.is_file():
+        raise CheckpointError(f"{path} has no best-validation weights ({BEST_FILE}): the run never validated, or "
+                              "trained with keep_best off or a model that is not selected by validation; "
+                              "use the last weights")
+    return best if weights == "best" or (weights == "auto" and best.is_file()) else path / MODEL_FILE
 
 
-def load(path: str | os.PathLike, *, ema: bool = True, device: str | torch.device = "cpu"):
+def describe_weights(meta: dict[str, Any], note: str = "") -> str:
+    """A short label of the weights a model file holds, e.g. 'best (step 12000, valid nll_nats 95.3124)'
+    or 'last (step 30000)'; ``note`` is appended inside the parentheses."""
+    best = meta.get("best")
+    if isinstance(best, dict):
+        parts = [f"step {best.get('step')}", f"valid {best.get('metric', 'score')} {float(best.get('score')):.6g}"]
+        head = "best"
+    else:
+        parts = [f"step {meta['step']}"] if meta.get("step") is not None else []
+        head = "last"
+    parts += [note] if note else []
+    return f"{head} ({', '.join(parts)})" if parts else head
+
+
+def load(path: str | os.PathLike, *, weights: str = "last", ema: bool = True, device: str | torch.device = "cpu"):
     """Load a model saved by genzoo: a run directory or a ``.safetensors`` file.
 
+    From a run directory, ``weights`` picks the file: "last" (default: ``model.safetensors``, the
+    weights at the end of training), "best" (``model_best.safetensors``, the weights at the best
+    validation score: the early-stopped model) or "auto" (best when the run kept them, else last).
     Returns the model in eval mode with its EMA (Polyak-averaged) weights when the file has them and
-    ``ema`` is true. ``model.checkpoint_info`` holds the file's other metadata (dataset, results).
+    ``ema`` is true. ``model.checkpoint_info`` holds the file's other metadata (dataset, results), the
+    file read ("file") and a label of its weights ("weights", see ``describe_weights``).
     """
     from genzoo.registry import create
 
-    file = resolve_model_file(path)
+    file = resolve_model_file(path, weights)
     tensors, meta = load_tensors(file, device="cpu")
     if meta.get("format") != "genzoo-model/1" or "model" not in meta:
         raise CheckpointError(f"{file} is not a genzoo model file (format {meta.get('format')!r})")
+    if weights == "best" and not isinstance(meta.get("best"), dict):
+        raise CheckpointError(f"{file} does not hold best-validation weights; use weights='last'")
     config = dict(meta["model"])
     model = create(config.pop("name"), **config)
     which = "ema." if ema and meta.get("has_ema") else "model."
@@ -140,5 +196,8 @@ def load(path: str | os.PathLike, *, ema: bool = True, device: str | torch.devic
         model.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"{file} does not match its model config: {err}") from None
-    model.checkpoint_info = {k: v for k, v in meta.items() if k not in ("model",)}
+    fell_back = weights == "auto" and Path(path).is_dir() and file.name == MODEL_FILE
+    label = describe_weights(meta, "no best-validation weights saved" if fell_back else "")
+    model.checkpoint_info = {**{k: v for k, v in meta.items() if k not in ("model",)},
+                             "file": str(file), "weights": label}
     return model.to(device).eval()

@@ -3,7 +3,7 @@
     genzoo list
     genzoo train pixelcnn --data digits --epochs 20
     genzoo train pixelcnn --data binarized-mnist --data-dir ../shared/data --time 3600
-    genzoo eval runs/pixelcnn-digits
+    genzoo eval runs/pixelcnn-digits                    (best-validation weights if kept; --weights last)
     genzoo eval runs/dcgan-digits --samples 1000        (sample-quality metrics; any model)
     genzoo sample runs/pixelcnn-digits -n 64 -o grid.png
     genzoo complete runs/pixelcnn-digits --index 3 --keep top-half -o completions.png
@@ -78,7 +78,7 @@ def train_config(args):
                        max_epochs=args.epochs, max_time=args.time, eval_every=args.eval_every,
                        checkpoint_every=args.checkpoint_every, log_every=args.log_every, seed=args.seed,
                        device=args.device, compile=args.compile, amp=args.amp, progress=not args.quiet,
-                       eval_max_images=args.eval_max_images,
+                       eval_max_images=args.eval_max_images, keep_best=not getattr(args, "no_keep_best", False),
                        **({"lr_decay": args.lr_decay} if args.lr_decay else {}))
 
 
@@ -101,7 +101,7 @@ def cmd_train(args) -> int:
                   file=sys.stderr)
         return 130
     if "test" in results:
-        print(f"test {describe_result(results['test'])}; run: {run_dir}")
+        print(f"test {describe_result(results['test'])}; weights: {results['test'].get('weights')}; run: {run_dir}")
     return 0
 
 
@@ -133,8 +133,10 @@ def cmd_eval(args) -> int:
     if args.samples is not None and args.samples < 0:
         raise UsageError(f"--samples must be >= 0, got {args.samples}")
     result = evaluate_run(args.run, args.data_dir, args.split, args.batch_size, args.device,
-                          progress=not args.quiet, num_samples=args.k, sample_count=args.samples)
-    print(json.dumps(result) if args.json else f"{result['dataset']} {result['split']}: {describe_result(result)}")
+                          progress=not args.quiet, num_samples=args.k, sample_count=args.samples,
+                          weights=args.weights)
+    print(json.dumps(result) if args.json else
+          f"{result['dataset']} {result['split']}, {result['weights']} weights: {describe_result(result)}")
     return 0
 
 
@@ -143,14 +145,14 @@ def cmd_sample(args) -> int:
     from genzoo.images import save_grid
     from genzoo.workflow import pick_device, sample_images
 
-    model = load(args.run).to(pick_device(args.device))
+    model = load(args.run, weights=args.weights).to(pick_device(args.device))
     if args.label is not None and not model.conditional:
         raise UsageError(f"--class given but the model in {args.run} is not class-conditional")
     if args.label is not None and not 0 <= args.label < model.num_classes:
         raise UsageError(f"--class must be in [0, {model.num_classes})")
     samples = sample_images(model, args.n, seed=args.seed, labels=args.label, naive=args.naive)
     path = save_grid(samples, model.levels, args.output)
-    print(f"wrote {args.n} samples to {path}")
+    print(f"wrote {args.n} samples of the {model.checkpoint_info['weights']} weights to {path}")
     return 0
 
 
@@ -161,7 +163,7 @@ def cmd_complete(args) -> int:
     from genzoo.models.base import AutoregressiveModel
     from genzoo.workflow import complete_images, keep_mask, model_run_data, pick_device
 
-    model, dataset = model_run_data(args.run, args.data_dir)
+    model, dataset = model_run_data(args.run, args.data_dir, args.weights)
     if args.data is not None and args.data != dataset.name:
         raise UsageError(f"the model in {args.run} was trained on {dataset.name}, not {args.data}")
     if not isinstance(model, AutoregressiveModel):
@@ -224,7 +226,7 @@ def cmd_latent(args) -> int:
     from genzoo.tasks import latent
     from genzoo.workflow import model_run_data, pick_device
 
-    model, dataset = model_run_data(args.run, args.data_dir)
+    model, dataset = model_run_data(args.run, args.data_dir, args.weights)
     if not latent.has_latent_space(model):
         raise UsageError(f"{model.config.get('name')} has no latent codes (use a VAE, IWAE or autoencoder run)")
     model.to(pick_device(args.device)).eval()
@@ -267,6 +269,12 @@ def cmd_latent(args) -> int:
     return 0
 
 
+def add_weights_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", choices=["auto", "best", "last"], default="auto",
+                   help="which weights of a run directory: best (at the best validation score: early stopping), "
+                        "last (at the end of training), or auto (default: best when the run kept them, else last)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genzoo", description="Deep generative models with honest likelihoods.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -302,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, default=None, help="EMA decay of the weights, e.g. 0.999 (default off)")
     p.add_argument("--eval-every", type=positive(int), default=1000, help="validate every N steps")
     p.add_argument("--eval-max-images", type=positive(int), help="validate on the first N validation images only")
+    p.add_argument("--no-keep-best", action="store_true",
+                   help="do not keep the best-validation weights (RUN_DIR/model_best.safetensors); score the last")
     p.add_argument("--checkpoint-every", type=positive(int), default=500, help="checkpoint every N steps")
     p.add_argument("--log-every", type=positive(int), default=50, help="log every N steps")
     p.add_argument("--seed", type=int, default=0)
@@ -326,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, metavar="N",
                    help="also score N samples: Fréchet distance, KID, precision/recall, class histogram in a "
                         "feature network's space (default: the split's size for GANs, else 0)")
+    add_weights_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_eval)
@@ -338,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class", dest="label", type=int, help="class label for a class-conditional model")
     p.add_argument("--naive", action="store_true", help="one full forward pass per subpixel (slow reference path)")
     p.add_argument("--device", default="auto")
+    add_weights_option(p)
     p.set_defaults(handler=cmd_sample)
 
     p = sub.add_parser("complete", help="complete partly hidden images (inpainting) with an autoregressive model")
@@ -352,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="completions.png")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    add_weights_option(p)
     p.set_defaults(handler=cmd_complete)
 
     p = sub.add_parser("learning-curve", help="generative vs discriminative: naive Bayes vs logistic regression "
@@ -398,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draw", action="store_true", help="draw pixels from p(x|z) instead of each one's mean level")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    add_weights_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.set_defaults(handler=cmd_latent)
     return parser

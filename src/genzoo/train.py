@@ -21,7 +21,21 @@ the gradients, so a step equals the 1-process step on the whole batch (up to flo
 ``loss`` model that draws random numbers, each rank has its own stream). DDP needs every parameter to
 receive a gradient at every step (no ``find_unused_parameters``).
 Everything lands in ``run_dir``: ``checkpoint.safetensors`` (the full training state, for resume),
-``model.safetensors`` (what ``genzoo.load(run_dir)`` reads), ``log.jsonl`` and ``tb/`` (TensorBoard).
+``model.safetensors`` (the last weights: what ``genzoo.load(run_dir)`` reads), ``model_best.safetensors``
+(see below), ``log.jsonl`` and ``tb/`` (TensorBoard).
+
+Early stopping, as papers report it: with ``keep_best`` (the default), each validation that improves
+on the best score so far (``nll_nats``, else the mean ``loss``; lower is better: ``best_valid``)
+writes the evaluated weights to ``model_best.safetensors`` (the same layout as ``model.safetensors``:
+raw and EMA weights; the step, metric and score under "best" in its metadata).
+``genzoo.load(run_dir, weights="best")`` reads it, and ``genzoo eval``/``train_and_evaluate`` score
+it when it exists. Training itself does not stop early: the budget decides, the file keeps the best.
+Models whose validation score is no measure of fit keep no best file: two-player models (the
+discriminator's loss) and energy models (validated on their contrastive-divergence surrogate); a
+model may decide with a ``select_by_validation`` attribute. A fresh run (``resume=False``, or no
+checkpoint) deletes a best file left in ``run_dir``; a resumed run folds the file's score into
+``best_valid``, so it never replaces the file with worse weights, even when the file was written
+after the checkpoint it resumes from.
 SIGINT/SIGTERM finish the current step, save, and return with status "interrupted"; calling ``train``
 again on the same ``run_dir`` continues exactly where it stopped: same batches, same random numbers,
 same losses to the last bit.
@@ -69,7 +83,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from genzoo.checkpoint import MODEL_FILE, flatten_state, load_tensors, save_model, save_tensors, unflatten_state
+from genzoo.checkpoint import (BEST_FILE, MODEL_FILE, CheckpointError, flatten_state, load_tensors, read_metadata,
+                               save_model, save_tensors, unflatten_state)
 from genzoo.data.base import ImageDataset, ImageSplit
 from genzoo.distributed import (Distributed, GlobalBatch, gather_rng_states, seed_everything, select_device,
                                 set_rng_state)
@@ -106,6 +121,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     eval_split: str = "valid"
     eval_max_images: int | None = None  # validate on the first N images only, for speed; None: all
+    keep_best: bool = True            # write model_best.safetensors at each new best validation score
     checkpoint_every: int = 1000      # steps between checkpoints (and one at the end or on a signal)
     log_every: int = 50               # steps between log lines; a line's loss is the mean since the last
     seed: int = 0                     # data order, batch randomness, torch/numpy/random seeds (+ rank)
@@ -149,7 +165,7 @@ class TrainState:
     elapsed: float = 0.0           # seconds of training wall time, across resumes
     loss: float | None = None      # last logged train loss (mean nats per example)
     valid: dict | None = None      # last validation metrics
-    best_valid: float | None = None  # lowest validation NLL (nats) or loss seen
+    best_valid: float | None = None  # lowest validation NLL (nats) or loss seen (the score of model_best)
 
 
 # Batches: pure functions of (config, step), so resuming needs only the step.
@@ -198,6 +214,23 @@ def validate(model, split: ImageSplit, batch_size: int, seed: int = 0) -> dict:
     return {"n": len(split), "loss": total / max(len(split), 1)}
 
 
+def validation_score(metrics: dict) -> tuple[str, float]:
+    """(metric name, value) that ranks validations: ``nll_nats`` when measured, else ``loss``; lower is better."""
+    metric = "nll_nats" if "nll_nats" in metrics else "loss"
+    return metric, float(metrics[metric])
+
+
+def selects_by_validation(model, two_player: bool = False) -> bool:
+    """Whether a lower validation score means a better model, so that the best-scoring weights are worth
+    keeping. Not for two-player models (their score is the discriminator's loss) nor for energy models
+    (an RBM's or DBN's score is its contrastive-divergence surrogate). A model's ``select_by_validation``
+    attribute overrides this."""
+    own = getattr(model, "select_by_validation", None)
+    if own is not None:
+        return bool(own)
+    return not two_player and not hasattr(type(model), "has_partition")
+
+
 class LossModule(nn.Module):
     """``forward(x, y) = model.loss(x, y)``: what DDP wraps, since DDP only hooks ``forward``."""
 
@@ -215,7 +248,8 @@ def train(model, dataset: ImageDataset, run_dir, config: TrainConfig, *, resume:
 
     Continues from ``run_dir/checkpoint.safetensors`` when ``resume`` and it exists. Returns a dict:
     status ("finished" | "interrupted"), step, epoch (float), elapsed (s), loss (last logged train loss,
-    nats/example), valid (last validation metrics), best_valid, images_per_sec (this call, training only).
+    nats/example), valid (last validation metrics), best_valid, best_step (the step of the weights in
+    model_best.safetensors, None without one), images_per_sec (this call, training only).
     ``data_info`` is stored in model.safetensors so that the dataset can be named when the model is loaded.
     """
     config.validate()
@@ -279,6 +313,7 @@ class _Run:
         if config.schedule == "cosine" and self.horizon is None:
             raise ValueError("the cosine schedule needs decay_steps, max_steps or max_epochs")
         self.state, self.saved_step, self.images, self.seconds = TrainState(), None, 0, 0.0
+        self.best_step = None  # the step of the weights in model_best.safetensors (rank 0)
         use_amp = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
         self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp \
             else contextlib.nullcontext
@@ -296,10 +331,13 @@ class _Run:
         else:
             self._setup_players()
         path, ema_state = self.run_dir / CHECKPOINT_FILE, None
-        if resume and path.exists():
+        resumed = resume and path.exists()
+        if resumed:
             ema_state = self._restore(path)
         else:  # two-player runs: one random stream, the same on every rank (see GlobalBatch)
             seed_everything(cfg.seed + (0 if self.players is not None else self.ctx.rank))
+        self.keep_best = cfg.keep_best and selects_by_validation(model, self.players is not None)
+        self._adopt_best_file(resumed)
         if self.players is not None:  # no DDP wrapper to broadcast rank 0's weights: do it here
             for tensor in model.state_dict().values():
                 self.ctx.broadcast_(tensor)
@@ -364,6 +402,41 @@ class _Run:
         self.state = TrainState(**meta["state"])
         self.saved_step = self.state.step
         return part("ema.") if meta.get("has_ema") else None
+
+    def _adopt_best_file(self, resumed: bool) -> None:
+        """Rank 0: a resumed run keeps the best-weights file of its own run and folds its score into
+        ``best_valid``; a fresh run, or a file of another model or unreadable, deletes it (so that nothing
+        scores stale weights)."""
+        path = self.run_dir / BEST_FILE
+        if not self.ctx.is_main or not path.exists():
+            return
+        best = None
+        if resumed:
+            try:
+                meta = read_metadata(path)
+            except CheckpointError:
+                meta = {}
+            mine = meta.get("model") == _jsonable(self.model.config)
+            if mine and isinstance(meta.get("best"), dict) and isinstance(meta["best"].get("score"), (int, float)):
+                best = meta["best"]
+        if best is None:
+            path.unlink()
+            return
+        st = self.state
+        st.best_valid = best["score"] if st.best_valid is None else min(st.best_valid, best["score"])
+        self.best_step = best["step"]
+
+    def _save_best(self, metric: str, score: float) -> None:
+        """Rank 0: the weights just validated (raw and EMA, like model.safetensors) to model_best.safetensors."""
+        if not self.ctx.is_main:
+            return
+        st = self.state
+        ema_state = None if self.ema is None else self.ema.state_dict()
+        save_model(self.run_dir / BEST_FILE, self.model, ema_state,
+                   extra={"data": self.data_info, "train": asdict(self.config), "step": st.step, "valid": st.valid,
+                          "best": {"step": st.step, "metric": metric, "score": score,
+                                   "split": self.config.eval_split, "max_images": self.config.eval_max_images}})
+        self.best_step = st.step
 
     def _save(self) -> None:
         """Write checkpoint.safetensors and model.safetensors (rank 0; every rank must call)."""
@@ -467,7 +540,7 @@ class _Run:
             self.log.close()
         st = self.state
         return {"status": status, "step": st.step, "epoch": self._epoch(), "elapsed": st.elapsed,
-                "loss": st.loss, "valid": st.valid, "best_valid": st.best_valid,
+                "loss": st.loss, "valid": st.valid, "best_valid": st.best_valid, "best_step": self.best_step,
                 "images_per_sec": self.images / self.seconds if self.seconds else None}
 
     def _loop(self, signals: StopSignals) -> str:
@@ -529,8 +602,11 @@ class _Run:
         if do_eval:
             st.valid = self._validate()
             if st.valid is not None:
-                score = st.valid.get("nll_nats", st.valid.get("loss"))
-                st.best_valid = score if st.best_valid is None else min(st.best_valid, score)
+                metric, score = validation_score(st.valid)
+                if math.isfinite(score) and (st.best_valid is None or score < st.best_valid):
+                    st.best_valid = score
+                    if self.keep_best:
+                        self._save_best(metric, score)
                 record["valid"] = st.valid
         if record is not None:
             self.log.write(record)
