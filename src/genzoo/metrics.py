@@ -12,12 +12,17 @@ root). Between a set of generated images and a reference set of real ones:
 - Precision and recall [3]: the fraction of generated samples inside the real manifold (the union of
   balls around each real feature vector reaching its k-th nearest real neighbour), and the fraction of
   real images inside the generated manifold. Precision measures fidelity, recall diversity.
-- Class statistics from the feature network's classifier (datasets with labels): the histogram of the
+- Class statistics from the feature network's classifier (datasets with labels, and binary MNIST, judged
+  by a digit classifier trained on binarized MNIST digits with their labels): the histogram of the
   predicted classes of the samples (mode collapse shows as empty classes and low entropy), and for
   class-conditional samples the accuracy with which the classifier recovers the requested class.
 
 Every metric is also computed between two real sets, a held-out split and the train reference (the
-"floor"): a model cannot be expected to score better than held-out real data of the same size.
+"floor"): a model cannot be expected to score better than held-out real data of the same size. The
+held-out images are a seeded random subset of the split, never its first N: a split stored in some order
+(binarized MNIST's test split is sorted by class) would otherwise give a floor of a few classes only.
+Fréchet distance and KID shrink as N grows (FD is biased upwards by roughly d/N-order terms), so compare a
+score only with the floor of the same N.
 
 [1] M. Heusel et al. GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium.
     NeurIPS 2017.
@@ -135,10 +140,12 @@ def sample_metrics(samples: torch.Tensor, dataset, labels=None, *, data_dir=None
 
     The reference is a seeded random subset of the train split as large as the sample set (capped at
     the split). ``labels``: the classes the samples were drawn for (class-conditional models), for the
-    classifier accuracy. ``floor_split``: the held-out split scored the same way (its first N images),
-    reported under "floor"; None skips it. ``network``: a ``FeatureNet`` (default: the dataset's cached
-    one, trained on first use under ``data_dir``). ``inception``: also the standard FID ("fid_inception")
-    when pytorch-fid and its weights are available locally, else that entry is None. Returns a JSON-able dict.
+    classifier accuracy. ``floor_split``: the held-out split scored the same way (a seeded random subset
+    of N of its images; labels from the split, or from ``network.known_labels`` for binarized MNIST's
+    test split), reported under "floor"; None skips it. ``network``: a ``FeatureNet`` (default: the
+    dataset's cached one, trained on first use under ``data_dir``; for binary MNIST a digit classifier
+    trained on MNIST). ``inception``: also the standard FID ("fid_inception") when pytorch-fid and its
+    weights are available locally, else that entry is None. Returns a JSON-able dict.
     """
     from genzoo.models.feature_net import feature_network
 
@@ -156,13 +163,18 @@ def sample_metrics(samples: torch.Tensor, dataset, labels=None, *, data_dir=None
     features, predicted = net.embed(samples)
     result = {"dataset": dataset.name, "reference": {"split": "train", "n": m},
               "feature_net": {"kind": "classifier" if classes else "autoencoder", "test_accuracy": net.test_accuracy,
-                              "file": getattr(net, "cache_file", None)},
+                              "accuracy_on": getattr(net, "accuracy_split", None),
+                              "trained_on": getattr(net, "trained_on", None), "file": getattr(net, "cache_file", None)},
               **compare(features, reference, predicted, labels, classes, k, kid_subsets, seed)}
     result["fid_inception"] = inception_fid(samples, real, dataset.levels) if inception else None
     if floor_split is not None:
         split = dataset.split(floor_split)
         n = min(len(samples), len(split))
-        held_out, held_labels = split.batch(torch.arange(n), generator)
+        index = torch.randperm(len(split), generator=generator)[:n]
+        held_out, held_labels = split.batch(index, generator)
+        known = getattr(net, "known_labels", {}).get(floor_split)
+        if held_labels is None and known is not None and len(known) == len(split):
+            held_labels = known[index]
         features, predicted = net.embed(held_out)
         result["floor"] = {"split": floor_split, **compare(features, reference, predicted, held_labels, classes, k,
                                                             kid_subsets, seed)}
