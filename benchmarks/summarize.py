@@ -51,16 +51,27 @@ def main() -> None:
     for r in records:
         if r.get("benchmark") == "train_nll" and r.get("status") == "finished" and (r.get("test") or {}).get("kind") != "samples-only":
             print(likelihood_row(r))
-    quality = [(r.get("name"), (r.get("test") or {}).get("sample_metrics") or r.get("sample_metrics")) for r in records
-               if r.get("status", "finished") == "finished"]
-    quality = [(name, m) for name, m in quality if m]
+    quality = {}  # the newest record per (run, dataset, N): later ones supersede earlier measurements
+    for r in records:
+        m = (r.get("test") or {}).get("sample_metrics") or r.get("sample_metrics")
+        if m and r.get("status", "finished") == "finished":
+            name = r.get("name") or f"real {r.get('data')} valid split (floor check)"
+            quality.pop((name, m["dataset"], m["n"]), None)
+            quality[(name, m["dataset"], m["n"])] = m
+    quality = [(name, m) for (name, _, _), m in quality.items()]
     if quality:
         print()
         print("| run | data | samples | feature net | Fréchet distance | floor (real test vs train) | ratio | KID ± sd | precision / recall | class shares (min–max) | conditional accuracy |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for name, m in quality:
             print(quality_row(name, m))
-    speed = [r for r in records if r.get("benchmark") == "sample_speed"]
+    speed = {}  # the newest measurement per (model, run, options)
+    for r in records:
+        if r.get("benchmark") == "sample_speed":
+            key = (r.get("model"), r.get("run"), json.dumps(r.get("options"), sort_keys=True))
+            speed.pop(key, None)
+            speed[key] = r
+    speed = list(speed.values())
     if speed:
         print()
         print("| model (run) | images | cached s | naive s (for n) | speed-up | same samples | cached img/s by batch | device |")
@@ -68,7 +79,9 @@ def main() -> None:
         for r in speed:
             naive = fmt(r.get("naive_seconds_for_n")) + (f" (scaled from {r['naive_images']})" if r.get("naive_scaled") else "")
             rates = ", ".join(f"{b}: {v:.1f}" for b, v in (r.get("cached_images_per_sec") or {}).items())
-            print(f"| {r.get('model')} ({r.get('run') or 'fresh'}) | {r.get('n')} | {fmt(r.get('cached_seconds'))} | "
+            options = " ".join(f"{k}={v}" for k, v in (r.get("options") or {}).items())
+            label = " ".join(filter(None, (r.get("model"), options)))
+            print(f"| {label} ({r.get('run') or 'fresh weights'}) | {r.get('n')} | {fmt(r.get('cached_seconds'))} | "
                   f"{naive} | {fmt(r.get('speedup'), 1)}× | {r.get('identical_samples')} | {rates} | {r.get('device')} |")
 
 
