@@ -3,12 +3,14 @@ logits a full forward pass gives. Images are small, so that a draw flipped by fl
 the full convolution and the per-position matmul (a ~1e-7 event per draw) does not happen."""
 import pytest
 import torch
+
 import torch.nn.functional as F
 
 import genzoo
 from genzoo.models.autoregressive.pixelcnn_sampling import PixelCNNStepper, sample_cached
 from genzoo.nn.incremental import IncrementalConv2d
 from genzoo.nn.masked_conv import MaskedConv2d
+from tiny_models import naive_and_cached_samples
 
 CASES = [pytest.param((1, 6, 6), 2, id="binary-1x6x6"), pytest.param((3, 4, 4), 4, id="rgb-3x4x4-L4")]
 BATCH = 8
@@ -35,18 +37,13 @@ def completion_masks(shape, levels):
     return [(x, top), (x, everywhere.expand_as(x) | some)]
 
 
-def both_ways(model, seed, **completion):
-    naive = model.sample(BATCH, generator=torch.Generator().manual_seed(seed), naive=True, **completion)
-    cached = model.sample(BATCH, generator=torch.Generator().manual_seed(seed), **completion)
-    return naive, cached
-
 
 @pytest.mark.parametrize("shape,levels", CASES)
 def test_cached_samples_equal_naive_samples(shape, levels):
     model = make_model(shape, levels)
     assert model.has_cached_sampling
     for seed in range(2):
-        naive, cached = both_ways(model, seed)
+        naive, cached = naive_and_cached_samples(model, BATCH, seed)
         assert torch.equal(naive, cached)
         assert 0 < naive.float().mean() < levels - 1  # not a degenerate all-equal image
 
@@ -55,7 +52,7 @@ def test_cached_samples_equal_naive_samples(shape, levels):
 def test_cached_completion_equals_naive_completion(shape, levels):
     model = make_model(shape, levels)
     for x, known in completion_masks(shape, levels):
-        naive, cached = both_ways(model, 5, x=x, known=known)
+        naive, cached = naive_and_cached_samples(model, BATCH, 5, x=x, known=known)
         assert torch.equal(naive, cached)
         assert torch.equal(cached[known], x[known])
 

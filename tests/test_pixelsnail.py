@@ -10,6 +10,7 @@ import genzoo
 from genzoo.models.autoregressive.pixelsnail import PixelSNAILStepper
 from genzoo.nn.attention import causal_pixel_mask
 from genzoo.nn.distributions import symmetric_inputs
+from tiny_models import naive_and_cached_samples
 
 SMALL = {"channels": 6, "num_blocks": 2, "num_resnet": 1, "key_channels": 4, "value_channels": 4}
 
@@ -107,18 +108,13 @@ CASES = [pytest.param((1, 5, 5), 2, {}, id="binary-1x5x5"),
 BATCH = 8
 
 
-def both_ways(model, seed, **completion):
-    naive = model.sample(BATCH, generator=torch.Generator().manual_seed(seed), naive=True, **completion)
-    cached = model.sample(BATCH, generator=torch.Generator().manual_seed(seed), **completion)
-    return naive, cached
-
 
 @pytest.mark.parametrize("shape,levels,options", CASES)
 def test_cached_samples_equal_naive_samples(shape, levels, options):
     model = make_model(shape, levels, **options)
     assert model.has_cached_sampling
     for seed in range(2):
-        naive, cached = both_ways(model, seed)
+        naive, cached = naive_and_cached_samples(model, BATCH, seed)
         assert torch.equal(naive, cached)
         assert 0 < naive.float().mean() < levels - 1
 
@@ -135,7 +131,7 @@ def test_cached_completion_equals_naive_completion(shape, levels, options):
     everywhere = torch.rand(1, *shape, generator=generator) < 0.4
     scattered = everywhere | (torch.rand(BATCH, *shape, generator=generator) < 0.3)
     for known in (top, scattered.expand_as(x)):
-        naive, cached = both_ways(model, 5, x=x, known=known)
+        naive, cached = naive_and_cached_samples(model, BATCH, 5, x=x, known=known)
         assert torch.equal(naive, cached)
         assert torch.equal(cached[known], x[known])
 

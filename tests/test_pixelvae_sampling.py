@@ -9,6 +9,7 @@ import torch
 import genzoo
 from genzoo.models.autoregressive import pixelcnn_sampling
 from genzoo.nn.distributions import symmetric_inputs
+from tiny_models import naive_and_cached_samples
 
 BATCH = 8
 CASES = [pytest.param((1, 6, 6), 2, "mlp", id="binary-1x6x6-mlp"),
@@ -27,18 +28,13 @@ def make_vae(shape, levels, architecture="mlp", **options):
     return model.eval()
 
 
-def both_ways(model, seed, **kwargs):
-    naive = model.sample(BATCH, generator=torch.Generator().manual_seed(seed), naive=True, **kwargs)
-    cached = model.sample(BATCH, generator=torch.Generator().manual_seed(seed), **kwargs)
-    return naive, cached
-
 
 @pytest.mark.parametrize("shape,levels,architecture", CASES)
 def test_cached_samples_equal_naive_samples(shape, levels, architecture):
     model = make_vae(shape, levels, architecture)
     assert model.has_cached_sampling
     for seed in range(2):
-        naive, cached = both_ways(model, seed)
+        naive, cached = naive_and_cached_samples(model, BATCH, seed)
         assert naive.shape == (BATCH, *shape) and naive.dtype == torch.long
         assert torch.equal(naive, cached)
         assert 0 < naive.float().mean() < levels - 1  # not a degenerate all-equal image
@@ -49,10 +45,10 @@ def test_cached_samples_equal_naive_samples(shape, levels, architecture):
 def test_class_conditional_cached_samples_equal_naive_samples():
     model = make_vae((3, 4, 4), 4, num_classes=3)
     y = torch.arange(BATCH) % 3
-    naive, cached = both_ways(model, 1, y=y)
+    naive, cached = naive_and_cached_samples(model, BATCH, 1, y=y)
     assert cached.shape == (BATCH, 3, 4, 4)
     assert torch.equal(naive, cached)
-    naive, cached = both_ways(model, 1, y=torch.tensor(2))  # one label for all
+    naive, cached = naive_and_cached_samples(model, BATCH, 1, y=torch.tensor(2))  # one label for all
     assert torch.equal(naive, cached)
     with pytest.raises(ValueError, match="labels"):
         model.sample(BATCH)
@@ -93,7 +89,7 @@ def test_factorized_decoder_accepts_naive_and_has_no_cached_path():
     torch.manual_seed(0)
     model = genzoo.create("vae", image_shape=(1, 4, 4), levels=2, latent=2, hidden=[8]).eval()
     assert not model.has_cached_sampling
-    naive, cached = both_ways(model, 0)
+    naive, cached = naive_and_cached_samples(model, BATCH, 0)
     assert torch.equal(naive, cached) and cached.shape == (BATCH, 1, 4, 4)
 
 
@@ -102,5 +98,5 @@ def test_two_layer_iwae_with_pixelcnn_decoder_samples_both_ways():
     model = genzoo.create("iwae", image_shape=(1, 5, 5), levels=2, latent=2, hidden=[8], stochastic_layers=2,
                           top_latent=2, top_hidden=[8], decoder="pixelcnn",
                           decoder_options={"channels": 4, "output_channels": 4, "num_blocks": 1}).eval()
-    naive, cached = both_ways(model, 0)
+    naive, cached = naive_and_cached_samples(model, BATCH, 0)
     assert cached.shape == (BATCH, 1, 5, 5) and torch.equal(naive, cached)

@@ -62,3 +62,12 @@ def normal_weights_model(name, shape, levels, scale=1.0, seed=0, **options):
         for p in model.parameters():
             p.normal_(0.0, scale)
     return model.eval()
+
+
+def naive_and_cached_samples(model, n, seed, **kwargs):
+    """(naive, cached) draws of ``n`` images from the same seed: the pair every cached sampler must match."""
+    import torch
+
+    naive = model.sample(n, generator=torch.Generator().manual_seed(seed), naive=True, **kwargs)
+    cached = model.sample(n, generator=torch.Generator().manual_seed(seed), **kwargs)
+    return naive, cached

@@ -72,21 +72,11 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a file written by ``save_tensors``: (tensors, metadata). Only safetensors is ever parsed."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
+    metadata = read_metadata(path)  # checks the file and its genzoo metadata first
     try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get(METADATA_KEY)
         tensors = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise _unreadable(path, err) from None
-    if raw is None:
-        raise CheckpointError(f"{path} is a safetensors file but not a genzoo checkpoint (no '{METADATA_KEY}' metadata)")
-    try:
-        metadata = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} has unreadable metadata: {err}") from None
+        raise _unreadable(Path(path), err) from None
     return tensors, metadata
 
 
