@@ -15,3 +15,8 @@ $B --model dbn -o hidden=[500,2000] -o steps_per_layer=15000 --optimizer sgd --l
 $B --model vae -o flow=iaf -o flow_steps=4 -o flow_hidden=[100,100] --lr 1e-3 --eval-k 5000 \
    --eval-every 2500 --eval-max-images 2000 --name vae-iaf4 --time $TIME > benchmarks/logs/vae-iaf4.log 2>&1 &
 wait
+# Afterwards (run by hand, see RESULTS.md §4c): the same DBN trained by PCD (persistent chains explore the
+# model's own modes, which CD-1 leaves uncorrected in the 2000-unit top RBM), lr 0.01, 15 min:
+#   python benchmarks/train_nll.py --data binarized-mnist --data-dir ../shared/data --threads 1 --batch-size 100 \
+#     --model dbn -o hidden=[500,2000] -o steps_per_layer=15000 -o persistent=true --optimizer sgd --lr 0.01 \
+#     --momentum 0.9 --weight-decay 0.001 --grad-clip 0 --eval-every 100000 --eval-k 100 --name dbn-500-2000-pcd --time 900
