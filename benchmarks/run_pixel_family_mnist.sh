@@ -5,7 +5,7 @@
 set -u
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
-TIME=${TIME:-1200}
+TIME=${TIME:-900}
 B="python benchmarks/train_nll.py --data binarized-mnist --data-dir $DATA --threads 1 --eval-every 1000 --eval-max-images 1000"
 $B --model gated-pixelcnn -o channels=32 -o num_layers=7 --name gated-pixelcnn-small --time $TIME \
    > benchmarks/logs/gated-pixelcnn-small.log 2>&1 &
