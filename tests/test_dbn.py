@@ -17,12 +17,11 @@ from scipy.stats import chisquare
 
 import genzoo
 from genzoo.checkpoint import load, save_model
-from genzoo.data.base import ImageDataset, ImageSplit
 from genzoo.evaluate import evaluate_model
 from genzoo.models.energy.rbm import PartitionFunctionError
 from genzoo.train import TrainConfig, train
 from genzoo.workflow import prepare_for_evaluation
-from tiny_models import normal_weights_model
+from tiny_models import normal_weights_model, prototype_dataset
 
 
 def tiny_dbn(shape, levels, hidden, scale=1.0, seed=0, **options):
@@ -148,11 +147,7 @@ def test_samples_follow_the_exact_marginal():
 
 
 def tiny_dataset(n=256):
-    g = torch.Generator().manual_seed(0)
-    prototypes = torch.tensor([[1, 1, 1, 0, 0, 0, 1, 1, 1], [0, 1, 0, 0, 1, 0, 0, 1, 0], [1, 0, 0, 0, 1, 0, 0, 0, 1]])
-    flips = (torch.rand(n, 9, generator=g) < 0.08).long()
-    x = (prototypes[torch.randint(0, 3, (n,), generator=g)] ^ flips).reshape(n, 1, 3, 3).to(torch.uint8)
-    return ImageDataset("tiny-dbn", 2, ImageSplit(x), ImageSplit(x[:16]), ImageSplit(x[:16]))
+    return prototype_dataset("tiny-dbn", n)
 
 
 def config(max_steps):

@@ -15,12 +15,11 @@ from scipy.stats import chisquare
 
 import genzoo
 from genzoo.checkpoint import load, load_tensors, save_model
-from genzoo.data.base import ImageDataset, ImageSplit
 from genzoo.evaluate import partition_note
 from genzoo.models.energy.rbm import PartitionFunctionError
 from genzoo.nn.partition import PAPER_NUM_BETAS, ais_betas
 from genzoo.train import CHECKPOINT_FILE, TrainConfig, train
-from tiny_models import all_images, normal_weights_model
+from tiny_models import all_images, normal_weights_model, prototype_dataset
 
 
 def tiny_rbm(shape, levels, hidden, scale=1.0, seed=0, **options):
@@ -155,11 +154,7 @@ def test_save_and_load_keep_log_z(tmp_path):
 
 
 def tiny_dataset(n=256):
-    g = torch.Generator().manual_seed(0)
-    prototypes = torch.tensor([[1, 1, 1, 0, 0, 0, 1, 1, 1], [0, 1, 0, 0, 1, 0, 0, 1, 0], [1, 0, 0, 0, 1, 0, 0, 0, 1]])
-    flips = (torch.rand(n, 9, generator=g) < 0.08).long()
-    x = (prototypes[torch.randint(0, 3, (n,), generator=g)] ^ flips).reshape(n, 1, 3, 3).to(torch.uint8)
-    return ImageDataset("tiny-rbm", 2, ImageSplit(x), ImageSplit(x[:16]), ImageSplit(x[:16]))
+    return prototype_dataset("tiny-rbm", n)
 
 
 def rbm_config(max_steps):  # eval_max_images=0: an RBM has no log Z while it trains

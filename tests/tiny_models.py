@@ -71,3 +71,16 @@ def naive_and_cached_samples(model, n, seed, **kwargs):
     naive = model.sample(n, generator=torch.Generator().manual_seed(seed), naive=True, **kwargs)
     cached = model.sample(n, generator=torch.Generator().manual_seed(seed), **kwargs)
     return naive, cached
+
+
+def prototype_dataset(name, n=256):
+    """``n`` binary 3x3 images: three prototypes with 8% of the bits flipped (seeded); valid/test = first 16."""
+    import torch
+
+    from genzoo.data.base import ImageDataset, ImageSplit
+
+    g = torch.Generator().manual_seed(0)
+    prototypes = torch.tensor([[1, 1, 1, 0, 0, 0, 1, 1, 1], [0, 1, 0, 0, 1, 0, 0, 1, 0], [1, 0, 0, 0, 1, 0, 0, 0, 1]])
+    flips = (torch.rand(n, 9, generator=g) < 0.08).long()
+    x = (prototypes[torch.randint(0, 3, (n,), generator=g)] ^ flips).reshape(n, 1, 3, 3).to(torch.uint8)
+    return ImageDataset(name, 2, ImageSplit(x), ImageSplit(x[:16]), ImageSplit(x[:16]))

@@ -50,6 +50,24 @@ def save_panels(panels: list[Image.Image], path, columns: int = 2) -> Path:
     return _save_png(sheet, path)
 
 
+def _draw_axes(draw, to_px, x_ticks, y_ticks, frame, font, grid: bool) -> None:
+    """Tick marks and labels of both axes (x ticks outside the frame skipped), optional horizontal grid
+    lines, then the frame (left, top, right, bottom) over them; ``to_px`` maps data to pixel coordinates."""
+    left, top, right, bottom = frame
+    for t in y_ticks:
+        _, v = to_px(x_ticks[0], t)
+        draw.line([left - 4, v, left, v], fill="black")
+        if grid:
+            draw.line([left + 1, v, right - 1, v], fill=(230, 230, 230))
+        draw.text((left - 8, v), f"{t:g}", fill="black", font=font, anchor="rm")
+    for t in x_ticks:
+        u, _ = to_px(t, y_ticks[0])
+        if left <= u <= right:
+            draw.line([u, bottom, u, bottom + 4], fill="black")
+            draw.text((u, bottom + 8), f"{t:g}", fill="black", font=font, anchor="ma")
+    draw.rectangle([left, top, right, bottom], outline="black")
+
+
 def draw_line_plot(series: list[dict], title: str = "", xlabel: str = "", ylabel: str = "",
                    logx: bool = False, size: tuple[int, int] = (720, 480)) -> Image.Image:
     """The picture ``line_plot`` writes, as a PIL image."""
@@ -76,18 +94,8 @@ def draw_line_plot(series: list[dict], title: str = "", xlabel: str = "", ylabel
 
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
-    for t in y_ticks:
-        _, v = to_px(xs[0], t)
-        draw.line([left - 4, v, left, v], fill="black")
-        draw.line([left + 1, v, width - right - 1, v], fill=(230, 230, 230))
-        draw.text((left - 8, v), f"{t:g}", fill="black", font=font, anchor="rm")
     x_ticks = _log_ticks(min(xs), max(xs)) if logx else _nice_ticks(min(xs), max(xs))
-    for t in x_ticks:
-        u, _ = to_px(t, y_lo)
-        if left <= u <= width - right:
-            draw.line([u, height - bottom, u, height - bottom + 4], fill="black")
-            draw.text((u, height - bottom + 8), f"{t:g}", fill="black", font=font, anchor="ma")
-    draw.rectangle([left, top, width - right, height - bottom], outline="black")  # over the grid lines
+    _draw_axes(draw, to_px, x_ticks, y_ticks, (left, top, width - right, height - bottom), font, grid=True)
     for i, s in enumerate(series):
         colour = COLOURS[i % len(COLOURS)]
         points = [to_px(x, y) for x, y in zip(s["x"], s["y"])]
@@ -150,15 +158,7 @@ def scatter_plot(points, labels, path, title: str = "", xlabel: str = "", ylabel
 
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
-    for t in y_ticks:
-        _, v = to_px(x_ticks[0], t)
-        draw.line([left - 4, v, left, v], fill="black")
-        draw.text((left - 8, v), f"{t:g}", fill="black", font=font, anchor="rm")
-    for t in x_ticks:
-        u, _ = to_px(t, y_ticks[0])
-        draw.line([u, height - bottom, u, height - bottom + 4], fill="black")
-        draw.text((u, height - bottom + 8), f"{t:g}", fill="black", font=font, anchor="ma")
-    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    _draw_axes(draw, to_px, x_ticks, y_ticks, (left, top, width - right, height - bottom), font, grid=False)
     for x, y, c in zip(xs, ys, labels):
         u, v = to_px(x, y)
         draw.ellipse([u - 2, v - 2, u + 2, v + 2], fill=CATEGORY_COLOURS[c % len(CATEGORY_COLOURS)])
