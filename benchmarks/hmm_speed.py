@@ -11,6 +11,7 @@ log-space and its scaling implementations). Reports time steps per second (best 
 the ratios genzoo / hmmlearn, and the largest relative difference of the log-likelihoods (a check
 that both computed the same thing). Prints one JSON line and appends it to benchmarks/results.jsonl.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,10 +23,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_nll import command_line, device_name, record_result  # noqa: E402
-
 from genzoo.models.classic.emissions import GaussianEmission  # noqa: E402
 from genzoo.models.classic.hmm import HMM  # noqa: E402
+from train_nll import command_line, device_name, record_result  # noqa: E402
 
 
 def best_time(fn, repeats: int, sync=lambda: None) -> tuple[float, object]:
@@ -71,8 +71,14 @@ def main() -> None:
     with torch.no_grad():
         model.posteriors(obs_device[:2])  # warm-up (CUDA context, allocator)
         ours_s, (log_lik, _) = best_time(lambda: model.posteriors(obs_device), args.repeats, sync)
-    result = {"benchmark": "hmm_speed", "states": args.states, "dims": args.dims, "sequences": args.sequences,
-              "length": args.length, "genzoo_steps_per_sec": args.sequences * args.length / ours_s}
+    result = {
+        "benchmark": "hmm_speed",
+        "states": args.states,
+        "dims": args.dims,
+        "sequences": args.sequences,
+        "length": args.length,
+        "genzoo_steps_per_sec": args.sequences * args.length / ours_s,
+    }
     mine = log_lik.cpu().numpy()
     for implementation in ("log", "scaling"):
         ref = GaussianHMM(args.states, covariance_type="diag", implementation=implementation)
@@ -80,15 +86,21 @@ def main() -> None:
         ref.transmat_ = model.log_transitions().exp().detach().cpu().numpy()
         ref.means_ = model.emission.means.detach().cpu().numpy()
         ref.covars_ = model.emission.log_scale.detach().cpu().exp().square().numpy()
-        theirs_s, _ = best_time(lambda: ref.score_samples(flat, lengths), args.repeats)
+        theirs_s, _ = best_time(lambda: ref.score_samples(flat, lengths), args.repeats)  # noqa: B023 (called at once)
         bounds = np.cumsum([0] + lengths)
         theirs = np.array([ref.score(flat[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
         result[f"hmmlearn_{implementation}_steps_per_sec"] = args.sequences * args.length / theirs_s
         result[f"ratio_vs_hmmlearn_{implementation}"] = theirs_s / ours_s
         result[f"max_rel_diff_{implementation}"] = float(np.max(np.abs(mine - theirs) / np.abs(theirs)))
-    result.update({"device": device_name(device), "hmmlearn_device": device_name(torch.device("cpu")).split(",")[0],
-                   "torch": torch.__version__, "hmmlearn": hmmlearn_version,
-                   "command": command_line()})
+    result.update(
+        {
+            "device": device_name(device),
+            "hmmlearn_device": device_name(torch.device("cpu")).split(",")[0],
+            "torch": torch.__version__,
+            "hmmlearn": hmmlearn_version,
+            "command": command_line(),
+        }
+    )
     record_result(result, save=not args.no_save)
 
 

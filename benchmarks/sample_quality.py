@@ -14,6 +14,7 @@ each against the same train reference. Two held-out splits agreeing shows the fl
 
 Prints one JSON line and appends it to benchmarks/results.jsonl.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,14 +36,14 @@ def floor_metrics(name: str, n: int, data_dir=None, seed: int = 0, kid_subsets: 
     n = min(n, len(dataset.valid))
     generator = torch.Generator().manual_seed(seed + 1)  # not the reference's stream
     held_out, _ = dataset.valid.batch(torch.randperm(len(dataset.valid), generator=generator)[:n], generator)
-    return sample_metrics(held_out, dataset, data_dir=data_dir, seed=seed, floor_split="test",
-                          kid_subsets=kid_subsets, inception=False)
+    return sample_metrics(
+        held_out, dataset, data_dir=data_dir, seed=seed, floor_split="test", kid_subsets=kid_subsets, inception=False
+    )
 
 
 def main() -> int:
-    from train_nll import command_line, device_name, record_result
-
     from genzoo.workflow import evaluate_run, pick_device
+    from train_nll import command_line, device_name, record_result
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
@@ -59,15 +60,32 @@ def main() -> int:
     start = time.time()
     if args.floor:
         metrics = floor_metrics(args.floor, args.samples, args.data_dir, args.seed)
-        record = {"benchmark": "sample_quality_floor", "data": args.floor, "n": metrics["n"],
-                  "held_out": {"valid": "top level", "test": "floor"}, "sample_metrics": metrics}
+        record = {
+            "benchmark": "sample_quality_floor",
+            "data": args.floor,
+            "n": metrics["n"],
+            "held_out": {"valid": "top level", "test": "floor"},
+            "sample_metrics": metrics,
+        }
     else:
-        result = evaluate_run(args.run, args.data_dir, "test", device=args.device, num_samples=100,
-                              sample_count=args.samples)
-        record = {"benchmark": "sample_quality", "run": args.run, "name": Path(args.run).name,
-                  "kind": result.get("kind"), "sample_metrics": result.get("sample_metrics")}
-    record.update({"seconds": time.time() - start, "device": device_name(pick_device(args.device)),
-                   "torch": torch.__version__, "command": command_line()})
+        result = evaluate_run(
+            args.run, args.data_dir, "test", device=args.device, num_samples=100, sample_count=args.samples
+        )
+        record = {
+            "benchmark": "sample_quality",
+            "run": args.run,
+            "name": Path(args.run).name,
+            "kind": result.get("kind"),
+            "sample_metrics": result.get("sample_metrics"),
+        }
+    record.update(
+        {
+            "seconds": time.time() - start,
+            "device": device_name(pick_device(args.device)),
+            "torch": torch.__version__,
+            "command": command_line(),
+        }
+    )
     record_result(record)
     return 0
 

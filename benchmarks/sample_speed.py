@@ -17,6 +17,7 @@ conservative there) and the identity check is skipped. Then reports the cached s
 each ``--batches`` size (default 64 and 1024). Without ``--run`` a freshly initialised model is timed
 (its weights do not change the cost). Prints one JSON line and appends it to benchmarks/results.jsonl.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,13 +94,22 @@ def main() -> int:
         images_per_sec[str(batch)] = batch / seconds
 
     record = {
-        "benchmark": "sample_speed", "model": model.config.get("name"), "run": args.run,
-        "options": options or None, "image_shape": list(model.image_shape), "levels": model.levels,
+        "benchmark": "sample_speed",
+        "model": model.config.get("name"),
+        "run": args.run,
+        "options": options or None,
+        "image_shape": list(model.image_shape),
+        "levels": model.levels,
         "params": sum(p.numel() for p in model.parameters()),
-        "device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "n": args.n, "cached_seconds": cached_s,
-        "naive_images": naive_images, "naive_seconds": naive_s,
-        "naive_scaled": naive_images != args.n, "naive_seconds_for_n": naive_scaled_s,
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "n": args.n,
+        "cached_seconds": cached_s,
+        "naive_images": naive_images,
+        "naive_seconds": naive_s,
+        "naive_scaled": naive_images != args.n,
+        "naive_seconds_for_n": naive_scaled_s,
         "speedup": naive_scaled_s / cached_s,
         "identical_samples": bool(torch.equal(cached, naive)) if naive_images == args.n else None,
         "cached_images_per_sec": images_per_sec,

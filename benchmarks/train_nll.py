@@ -8,6 +8,7 @@ count, device, torch version, the validation curve, the exact command) and appen
 benchmarks/results.jsonl. The run directory (checkpoints, log.jsonl, TensorBoard events, samples.png)
 goes under benchmarks/runs/ (not committed). Runs resume from their checkpoint when repeated.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,14 @@ def validation_curve(run_dir: Path) -> list[dict]:
             record = json.loads(line)
             valid = record.get("valid")
             if isinstance(valid, dict) and "nll_nats" in valid:
-                curve.append({"step": record.get("step"), "elapsed": record.get("elapsed"),
-                              "valid_nll_nats": valid["nll_nats"], "valid_bits_per_dim": valid.get("bits_per_dim")})
+                curve.append(
+                    {
+                        "step": record.get("step"),
+                        "elapsed": record.get("elapsed"),
+                        "valid_nll_nats": valid["nll_nats"],
+                        "valid_bits_per_dim": valid.get("bits_per_dim"),
+                    }
+                )
     return curve
 
 
@@ -102,27 +109,58 @@ def main() -> int:
     options = dict(parse_option(o) for o in args.option)
     name = args.name or f"{args.model}-{args.data}"
     run_dir = HERE / "runs" / name
-    config = TrainConfig(batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, ema_decay=args.ema,
-                         optimizer=args.optimizer, momentum=args.momentum, grad_clip=args.grad_clip or None,
-                         weight_decay=args.weight_decay,
-                         max_time=args.time, max_steps=args.steps, eval_every=args.eval_every,
-                         eval_max_images=args.eval_max_images, checkpoint_every=500, log_every=50,
-                         seed=args.seed, device=args.device, compile=args.compile, progress=sys.stderr.isatty())
+    config = TrainConfig(
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        ema_decay=args.ema,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        grad_clip=args.grad_clip or None,
+        weight_decay=args.weight_decay,
+        max_time=args.time,
+        max_steps=args.steps,
+        eval_every=args.eval_every,
+        eval_max_images=args.eval_max_images,
+        checkpoint_every=500,
+        log_every=50,
+        seed=args.seed,
+        device=args.device,
+        compile=args.compile,
+        progress=sys.stderr.isatty(),
+    )
     start = time.time()
-    results = train_and_evaluate(args.model, args.data, run_dir, config, data_dir=args.data_dir,
-                                 model_options=options, num_samples=64, fit=args.fit, eval_k=args.eval_k,
-                                 em_iterations=args.em_iterations)
+    results = train_and_evaluate(
+        args.model,
+        args.data,
+        run_dir,
+        config,
+        data_dir=args.data_dir,
+        model_options=options,
+        num_samples=64,
+        fit=args.fit,
+        eval_k=args.eval_k,
+        em_iterations=args.em_iterations,
+    )
     record = {
-        "benchmark": "train_nll", "name": name, "model": args.model, "data": args.data, "options": options,
+        "benchmark": "train_nll",
+        "name": name,
+        "model": args.model,
+        "data": args.data,
+        "options": options,
         "status": results.get("status"),
         "test_nll_nats": results.get("test", {}).get("nll_nats"),
         "test_nll_nats_stderr": results.get("test", {}).get("nll_nats_stderr"),
         "test_bits_per_dim": results.get("test", {}).get("bits_per_dim"),
         "test": results.get("test"),
         "train_images_per_sec": results.get("images_per_sec"),
-        "params": results.get("params"), "steps": results.get("step"), "epochs": results.get("epoch"),
-        "train_seconds": results.get("elapsed"), "wall_seconds": time.time() - start,
-        "device": device_name(pick_device(args.device)), "torch": torch.__version__,
+        "params": results.get("params"),
+        "steps": results.get("step"),
+        "epochs": results.get("epoch"),
+        "train_seconds": results.get("elapsed"),
+        "wall_seconds": time.time() - start,
+        "device": device_name(pick_device(args.device)),
+        "torch": torch.__version__,
         "command": command_line(),
         "valid_curve": validation_curve(run_dir),
     }

@@ -8,6 +8,7 @@ script trains tiny GANs instead (``gan_runs``): ROOT/<variant>/full, and with ``
 ROOT/<variant>/resumed (stopped by its budget, then resumed), and continues ROOT/<variant>/mixed if
 it exists (a run started elsewhere, e.g. by one process).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,10 +36,16 @@ class TinyDensity(ExplicitDensityModel):
         super().__init__(image_shape, levels)
         self.k = num_params(levels)
         self.embedding = nn.Parameter(torch.randn(hidden))
-        self.net = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, self.num_dims * self.k))
-        self.config = {"name": "tiny-density", "image_shape": list(self.image_shape), "levels": levels,
-                       "hidden": hidden, "dropout": dropout}
+        self.net = nn.Sequential(
+            nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(dropout), nn.Linear(hidden, self.num_dims * self.k)
+        )
+        self.config = {
+            "name": "tiny-density",
+            "image_shape": list(self.image_shape),
+            "levels": levels,
+            "hidden": hidden,
+            "dropout": dropout,
+        }
 
     def log_prob(self, x, y=None):
         self.check_images(x)
@@ -60,8 +67,13 @@ def tiny_dataset(n: int = 96, shape=(1, 4, 4), levels: int = 3, seed: int = 0, b
         return (u * top).long().clamp_(0, top - 1).to(torch.uint8)
 
     kind = DynamicallyBinarizedSplit if binarized else ImageSplit
-    return ImageDataset(name="tiny", levels=2 if binarized else levels, train=kind(images(n)),
-                        valid=kind(images(n // 4)), test=kind(images(n // 4)))
+    return ImageDataset(
+        name="tiny",
+        levels=2 if binarized else levels,
+        train=kind(images(n)),
+        valid=kind(images(n // 4)),
+        test=kind(images(n // 4)),
+    )
 
 
 def tiny_model(shape=(1, 4, 4), levels: int = 3, dropout: float = 0.0, seed: int = 0) -> TinyDensity:
@@ -71,8 +83,8 @@ def tiny_model(shape=(1, 4, 4), levels: int = 3, dropout: float = 0.0, seed: int
 
 # Tiny GANs: each variant exercises another part of two-player DDP (see genzoo.distributed.GlobalBatch).
 GANS = {
-    "dcgan": ("dcgan", {"label_smoothing": 0.1}),                  # batch norm in G and D
-    "wgan-gp": ("wgan-gp", {"n_critic": 2}),                        # layer-norm critic, gradient penalty
+    "dcgan": ("dcgan", {"label_smoothing": 0.1}),  # batch norm in G and D
+    "wgan-gp": ("wgan-gp", {"n_critic": 2}),  # layer-norm critic, gradient penalty
     "wgan-gp-bn": ("wgan-gp", {"n_critic": 2, "d_norm": "batch"}),  # the penalty through synced batch norm
     "cgan": ("cgan", {"num_classes": 3, "spectral_norm": True, "objective": "minimax"}),  # labels, power iteration
 }
@@ -97,8 +109,17 @@ def tiny_gan(variant: str, seed: int = 0):
 def gan_config(steps: int):
     from genzoo.train import TrainConfig
 
-    return TrainConfig(batch_size=8, max_steps=steps, log_every=1, eval_every=2, checkpoint_every=100,
-                       eval_max_images=8, ema_decay=0.9, progress=False, device="cpu")
+    return TrainConfig(
+        batch_size=8,
+        max_steps=steps,
+        log_every=1,
+        eval_every=2,
+        checkpoint_every=100,
+        eval_max_images=8,
+        ema_decay=0.9,
+        progress=False,
+        device="cpu",
+    )
 
 
 def gan_runs(root, variants, steps: int, resume_at: int | None = None) -> None:
@@ -143,9 +164,18 @@ def main(argv=None) -> int:
             if owned:
                 dist.destroy_process_group()
         return 0
-    config = TrainConfig(batch_size=args.batch_size, lr=0.05, optimizer="adamw", weight_decay=0.01,
-                         ema_decay=0.9, max_steps=args.steps, log_every=1, eval_every=5, progress=False,
-                         device="cpu")
+    config = TrainConfig(
+        batch_size=args.batch_size,
+        lr=0.05,
+        optimizer="adamw",
+        weight_decay=0.01,
+        ema_decay=0.9,
+        max_steps=args.steps,
+        log_every=1,
+        eval_every=5,
+        progress=False,
+        device="cpu",
+    )
     result = train(tiny_model(), tiny_dataset(), args.run_dir, config)
     return 0 if result["status"] == "finished" else 1
 

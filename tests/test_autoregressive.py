@@ -4,6 +4,7 @@ Each test can fail: a likelihood that does not sum to one, an output that sees a
 (masking leak, blind spot, wrong RGB order), or a sampler that does not follow the model's own
 distribution all make one of these fail.
 """
+
 import math
 
 import pytest
@@ -12,7 +13,6 @@ from scipy.stats import chisquare
 
 import genzoo
 from genzoo.checkpoint import load, save_model
-
 from tiny_models import all_images, cases
 
 
@@ -25,10 +25,9 @@ def build(name, shape, levels, options, seed=0):
     return model.eval()
 
 
-
 def test_every_registered_autoregressive_model_is_covered():
-    from genzoo.registry import MODELS, model_class
     from genzoo.models.base import AutoregressiveModel
+    from genzoo.registry import MODELS, model_class
     from tiny_models import TINY
 
     for name in MODELS:
@@ -64,7 +63,8 @@ def test_outputs_never_depend_on_future_subpixels(name, shape, levels, options):
                     out = model(changed.reshape(x.shape)).reshape(1, len(order), -1)
                     seen = [i for i in order[: j + 1]]
                     assert torch.equal(out[:, seen], base[:, seen]), (
-                        f"output at ordering step <= {j} changed when subpixel {flat} changed")
+                        f"output at ordering step <= {j} changed when subpixel {flat} changed"
+                    )
 
 
 @pytest.mark.parametrize("name,shape,levels,options", cases())

@@ -4,6 +4,7 @@ The validation scores are scripted (``genzoo.train.validate`` replaced) so that 
 and differs from the last one; each test can fail: a file written without an improvement, weights of
 another step, a resumed run that replaces a better file with a worse one, a stale file that is scored.
 """
+
 import dataclasses
 import json
 from pathlib import Path
@@ -13,18 +14,25 @@ import torch
 
 import genzoo
 import genzoo.train as train_module
+from ddp_worker import tiny_dataset
 from genzoo.checkpoint import BEST_FILE, MODEL_FILE, CheckpointError, load_tensors, read_metadata
 from genzoo.cli import main
 from genzoo.data.base import ImageSplit
 from genzoo.models.independent import IndependentPixels
 from genzoo.train import TrainConfig, selects_by_validation, train
 
-from ddp_worker import tiny_dataset
-
 
 def config(**overrides) -> TrainConfig:
-    base = dict(batch_size=8, lr=0.05, log_every=5, eval_every=10, checkpoint_every=10, eval_max_images=8,
-                progress=False, device="cpu")
+    base = dict(
+        batch_size=8,
+        lr=0.05,
+        log_every=5,
+        eval_every=10,
+        checkpoint_every=10,
+        eval_max_images=8,
+        progress=False,
+        device="cpu",
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -68,7 +76,7 @@ def best_writes(monkeypatch):
 
 def weights(path, prefix: str) -> dict:
     tensors, _ = load_tensors(path)
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def test_best_file_is_written_on_improvement_only_with_the_validated_weights(tmp_path, monkeypatch, best_writes):
@@ -120,8 +128,13 @@ def test_resume_never_replaces_a_better_file(tmp_path, monkeypatch, best_writes)
     Scripted(monkeypatch, [2.5, 2.2])
     result = train(independent(), data, run, config(max_steps=40, checkpoint_every=20))
     assert best_writes == [] and result["best_valid"] == 2.0 and result["best_step"] == 30
-    assert read_metadata(run / BEST_FILE)["best"] == {"step": 30, "metric": "nll_nats", "score": 2.0,
-                                                      "split": "valid", "max_images": 8}
+    assert read_metadata(run / BEST_FILE)["best"] == {
+        "step": 30,
+        "metric": "nll_nats",
+        "score": 2.0,
+        "split": "valid",
+        "max_images": 8,
+    }
     Scripted(monkeypatch, [1.5])
     result = train(independent(), data, run, config(max_steps=50, checkpoint_every=20))
     assert best_writes == [50] and result["best_valid"] == 1.5
@@ -158,8 +171,7 @@ def test_train_and_eval_score_the_best_weights_by_default(tmp_path, monkeypatch,
     from genzoo.workflow import train_and_evaluate
 
     Scripted(monkeypatch, [40.0, 30.0, 35.0])  # steps 10, 20, 30: best at 20
-    results = train_and_evaluate("independent", "digits", tmp_path / "run", config(max_steps=30, lr=0.2),
-                                 num_samples=4)
+    results = train_and_evaluate("independent", "digits", tmp_path / "run", config(max_steps=30, lr=0.2), num_samples=4)
     label = "best (step 20, valid nll_nats 30)"
     assert results["weights"] == results["test"]["weights"] == label and results["best_step"] == 20
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -178,8 +190,25 @@ def test_train_and_eval_score_the_best_weights_by_default(tmp_path, monkeypatch,
 
 def test_cli_run_without_best_weights_falls_back_to_last(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert run("train", "independent", "--data", "digits", "--steps", 10, "--eval-every", 5, "--run-dir", run_dir,
-               "--quiet", "--samples", 0, "--no-keep-best") == 0
+    assert (
+        run(
+            "train",
+            "independent",
+            "--data",
+            "digits",
+            "--steps",
+            10,
+            "--eval-every",
+            5,
+            "--run-dir",
+            run_dir,
+            "--quiet",
+            "--samples",
+            0,
+            "--no-keep-best",
+        )
+        == 0
+    )
     assert "weights: last (step 10)" in capsys.readouterr().out and not (run_dir / BEST_FILE).exists()
     assert run("eval", run_dir, "--json", "--quiet") == 0
     assert json.loads(capsys.readouterr().out)["weights"] == "last (step 10, no best-validation weights saved)"

@@ -1,4 +1,5 @@
 """Checkpoints are safetensors + JSON only: pickles are refused, corruption is a clear error."""
+
 import pickle
 import random
 
@@ -6,8 +7,7 @@ import pytest
 import torch
 
 import genzoo
-from genzoo.checkpoint import (CheckpointError, flatten_state, load_tensors, save_model, save_tensors,
-                               unflatten_state)
+from genzoo.checkpoint import CheckpointError, flatten_state, load_tensors, save_model, save_tensors, unflatten_state
 
 
 class Boom:
@@ -45,8 +45,13 @@ def test_truncated_and_foreign_files_are_clear_errors(tmp_path):
 
 
 def test_nested_state_round_trips_exactly(tmp_path):
-    state = {"step": 3, "rng": torch.get_rng_state(), "python": random.getstate(),
-             "groups": [{"lr": 0.1, "betas": (0.9, 0.99), "params": [0, 1]}], "none": None}
+    state = {
+        "step": 3,
+        "rng": torch.get_rng_state(),
+        "python": random.getstate(),
+        "groups": [{"lr": 0.1, "betas": (0.9, 0.99), "params": [0, 1]}],
+        "none": None,
+    }
     tensors = {}
     skeleton = flatten_state(state, "s", tensors)
     save_tensors(tmp_path / "c.safetensors", tensors, {"state": skeleton})

@@ -4,6 +4,7 @@ learning curves and the Gaussian-mixture wrapper.
 Each test can fail: an unnormalized likelihood, an EM step that lowers its objective, a sampler that
 does not follow ``log_prob``, counts off by a pseudo-count, posteriors that do not sum to one.
 """
+
 import math
 
 import pytest
@@ -17,7 +18,6 @@ from genzoo.models.classic.mixture import DiscreteMixture
 from tiny_models import all_images
 
 TINY_MIXTURES = [((1, 2, 3), 2, 3), ((1, 2, 2), 3, 4)]  # (image_shape, levels, components)
-
 
 
 def image_codes(x, levels):
@@ -60,11 +60,18 @@ def synthetic_mixture_data(n=3000, seed=0):
 
 def tiny_dataset(images, labels=None, levels=2):
     split = ImageSplit(images.to(torch.uint8), labels)
-    return ImageDataset(name="tiny", levels=levels, train=split, valid=split, test=split,
-                        num_classes=None if labels is None else int(labels.max()) + 1)
+    return ImageDataset(
+        name="tiny",
+        levels=levels,
+        train=split,
+        valid=split,
+        test=split,
+        num_classes=None if labels is None else int(labels.max()) + 1,
+    )
 
 
 # DiscreteMixture
+
 
 @pytest.mark.parametrize("shape,levels,components", TINY_MIXTURES)
 def test_mixture_probabilities_of_all_images_sum_to_one(shape, levels, components):
@@ -108,7 +115,9 @@ def test_em_never_decreases_its_objective_and_recovers_the_true_likelihood():
         assert model.log_prob(x).mean().item() == pytest.approx(history["log_likelihood"][-1], abs=1e-4)
     # without a prior, EM climbs the likelihood itself
     ml = DiscreteMixture((1, 4, 4), 2, components=3, prior=0.0)
-    log_lik = torch.tensor(ml.fit_em(x, iterations=30, tol=0.0, generator=torch.Generator().manual_seed(1))["log_likelihood"])
+    log_lik = torch.tensor(
+        ml.fit_em(x, iterations=30, tol=0.0, generator=torch.Generator().manual_seed(1))["log_likelihood"]
+    )
     assert (log_lik.diff() >= -1e-6).all()
 
 
@@ -119,7 +128,9 @@ def test_em_on_three_levels_with_more_components_than_needed_stops_at_tol():
     history = model.fit_em(x, iterations=500, tol=1e-6, generator=g, batch_size=64)
     assert len(history["objective"]) < 501 and (torch.tensor(history["objective"]).diff() >= -1e-6).all()
     with torch.no_grad():
-        assert torch.logsumexp(model.log_prob(all_images((1, 2, 2), 3)).double(), 0).exp().item() == pytest.approx(1.0, abs=1e-5)
+        assert torch.logsumexp(model.log_prob(all_images((1, 2, 2), 3)).double(), 0).exp().item() == pytest.approx(
+            1.0, abs=1e-5
+        )
 
 
 def test_mixture_save_load_round_trip(tmp_path):
@@ -140,8 +151,16 @@ def test_mixture_trains_by_gradient_through_the_core_trainer(tmp_path):
     model = genzoo.create("bernoulli-mixture", image_shape=(1, 4, 4), levels=2, components=3)
     with torch.no_grad():
         before = model.loss(x).item()
-    config = TrainConfig(batch_size=64, lr=0.05, max_steps=40, eval_every=1000, checkpoint_every=1000,
-                         log_every=10, progress=False, device="cpu")
+    config = TrainConfig(
+        batch_size=64,
+        lr=0.05,
+        max_steps=40,
+        eval_every=1000,
+        checkpoint_every=1000,
+        log_every=10,
+        progress=False,
+        device="cpu",
+    )
     result = train(model, tiny_dataset(x), tmp_path / "run", config)
     assert result["status"] == "finished"
     with torch.no_grad():
@@ -149,6 +168,7 @@ def test_mixture_trains_by_gradient_through_the_core_trainer(tmp_path):
 
 
 # NaiveBayes and classifiers
+
 
 @pytest.fixture(scope="module")
 def digits():
@@ -162,8 +182,9 @@ def test_naive_bayes_counts_match_a_hand_computation():
     y = torch.tensor([0, 0, 1, 0])
     model = genzoo.create("naive-bayes", image_shape=(1, 1, 2), levels=3, num_classes=2).fit(x, y, alpha=1.0)
     # class 0 has 3 images: pixel 0 took levels (0, 0, 1), pixel 1 took (1, 2, 1); class 1: (2), (2)
-    expected = torch.tensor([[[2 + 1, 1 + 1, 0 + 1], [0 + 1, 2 + 1, 1 + 1]],
-                             [[0 + 1, 0 + 1, 1 + 1], [0 + 1, 0 + 1, 1 + 1]]]).double()
+    expected = torch.tensor(
+        [[[2 + 1, 1 + 1, 0 + 1], [0 + 1, 2 + 1, 1 + 1]], [[0 + 1, 0 + 1, 1 + 1], [0 + 1, 0 + 1, 1 + 1]]]
+    ).double()
     expected /= torch.tensor([3 + 3, 1 + 3]).double()[:, None, None]
     assert torch.allclose(model.log_theta().exp().double(), expected, atol=1e-6)
     assert torch.allclose(model.log_class_prior.exp().double(), torch.tensor([4 / 6, 2 / 6]).double(), atol=1e-6)
@@ -230,6 +251,7 @@ def test_logistic_regression_baseline(digits):
 
 # learning curves and Gaussian mixtures
 
+
 def test_stratified_subsets_keep_every_class():
     from genzoo.tasks.learning_curve import stratified_subset
 
@@ -251,7 +273,11 @@ def test_learning_curve_on_digits_writes_csv_and_png(digits, tmp_path):
 
     rows = learning_curve(digits, sizes=[20, 100], seeds=[0, 1])
     assert [(r["classifier"], r["size"]) for r in rows] == [
-        ("naive-bayes", 20), ("naive-bayes", 100), ("logistic-regression", 20), ("logistic-regression", 100)]
+        ("naive-bayes", 20),
+        ("naive-bayes", 100),
+        ("logistic-regression", 20),
+        ("logistic-regression", 100),
+    ]
     for r in rows:
         assert r["seeds"] == 2 and 0 <= r["error_mean"] <= 1 and r["error_sd"] >= 0 and len(r["errors"]) == 2
     write_csv(rows, tmp_path / "curve.csv")

@@ -1,4 +1,5 @@
 """The command line end to end on the bundled digits: train, eval, sample, and clean failures."""
+
 import json
 import pickle
 import subprocess
@@ -16,8 +17,23 @@ def run(*args):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "independent-digits"
-    code = run("train", "independent", "--data", "digits", "--steps", 30, "--run-dir", run_dir, "--quiet",
-               "--eval-every", 10, "--samples", 16, "--lr", 0.05)
+    code = run(
+        "train",
+        "independent",
+        "--data",
+        "digits",
+        "--steps",
+        30,
+        "--run-dir",
+        run_dir,
+        "--quiet",
+        "--eval-every",
+        10,
+        "--samples",
+        16,
+        "--lr",
+        0.05,
+    )
     assert code == 0
     return run_dir
 
@@ -40,7 +56,9 @@ def test_train_writes_run_files(trained_run):
 def test_eval_prints_nats_and_bits(trained_run, capsys):
     assert run("eval", trained_run, "--json", "--quiet") == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["n"] == 270 and result["bits_per_dim"] == pytest.approx(result["nll_nats"] / (64 * 0.6931471805599453))
+    assert result["n"] == 270 and result["bits_per_dim"] == pytest.approx(
+        result["nll_nats"] / (64 * 0.6931471805599453)
+    )
 
 
 def test_sample_writes_png(trained_run, tmp_path):
@@ -49,12 +67,15 @@ def test_sample_writes_png(trained_run, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["train", "nope", "--steps", "1"], "unknown model 'nope'"),
-    (["train", "independent", "--data", "nope", "--steps", "1"], "unknown dataset"),
-    (["train", "independent", "--steps", "1", "-o", "bogus=3"], "bad options"),
-    (["train", "independent"], "give a training budget"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "nope", "--steps", "1"], "unknown model 'nope'"),
+        (["train", "independent", "--data", "nope", "--steps", "1"], "unknown dataset"),
+        (["train", "independent", "--steps", "1", "-o", "bogus=3"], "bad options"),
+        (["train", "independent"], "give a training budget"),
+    ],
+)
 def test_bad_requests_fail_in_one_line(capsys, tmp_path, args, message):
     assert run(*args, "--run-dir", tmp_path / "r") == 2
     err = capsys.readouterr().err
@@ -88,9 +109,11 @@ def test_complete_writes_a_grid_and_keeps_the_top_half(trained_run, tmp_path, ca
     assert run("complete", trained_run, "--data", "digits", "--index", 3, "--index", 5, "--samples", 3, "-o", out) == 0
     assert "2 rows" in capsys.readouterr().out and out.exists()
     import torch
+
     from genzoo.checkpoint import load
     from genzoo.data import load_dataset
     from genzoo.workflow import complete_images, keep_mask
+
     model, images = load(trained_run), load_dataset("digits").test.batch(torch.tensor([3]))[0]
     known = keep_mask(model.image_shape, "top-half")
     done = complete_images(model, images, known, 2)

@@ -1,5 +1,6 @@
 """genzoo.data: the bundled digits, the real MNIST-family files (skipped when absent), and the parsers'
 refusal of corrupt, truncated or malformed files (small fakes with monkeypatched checksum tables)."""
+
 import functools
 import gzip
 import hashlib
@@ -12,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from genzoo.data import DATASETS, DataError, ImageDataset, list_datasets, load_dataset
-from genzoo.data import amat, cifar, idx
+from genzoo.data import DATASETS, DataError, ImageDataset, amat, cifar, idx, list_datasets, load_dataset
 from genzoo.data.base import DynamicallyBinarizedSplit
 from genzoo.data.download import RemoteFile
 
@@ -41,6 +41,7 @@ def _idx_bytes(array: np.ndarray) -> bytes:
 # ----------------------------------------------------------------------------------------------------
 # registry and digits
 
+
 def test_registry_lists_names_and_rejects_unknown():
     assert list_datasets() == list(DATASETS)
     assert {"digits", "mnist", "fashion-mnist", "binarized-mnist", "dynamic-mnist", "cifar10"} <= set(DATASETS)
@@ -60,11 +61,12 @@ def test_digits_shapes_levels_and_fixed_split():
     x, y = ds.train.batch(torch.arange(5))
     assert x.dtype == torch.long and x.shape == (5, 1, 8, 8) and y.shape == (5,)
     again = load_dataset("digits")
-    assert torch.equal(again.test.images, ds.test.images)      # deterministic split
+    assert torch.equal(again.test.images, ds.test.images)  # deterministic split
 
 
 # ----------------------------------------------------------------------------------------------------
 # real files (skipped when ../shared/data is absent)
+
 
 def _check_mnist_shapes(ds, levels):
     assert ds.image_shape == (1, 28, 28) and ds.levels == levels
@@ -84,7 +86,7 @@ def test_mnist_real_files(shared_data):
     ds = _load("mnist", str(shared_data))
     _check_mnist_shapes(ds, 256)
     assert int(ds.train.images.max()) == 255 and ds.num_classes == 10
-    assert ds.train.labels[0] == 5 and ds.test.labels[0] == 7          # the well-known first labels
+    assert ds.train.labels[0] == 5 and ds.test.labels[0] == 7  # the well-known first labels
     assert torch.bincount(ds.valid.labels, minlength=10).min() > 800
 
 
@@ -99,11 +101,13 @@ def test_dynamic_mnist_real_files(shared_data):
     assert set(first.unique().tolist()) <= {0, 1} and not torch.equal(first, second)
     assert set(ds.test.images.unique().tolist()) == {0, 1}
     # valid/test are a fixed binarization of the 8-bit test images: reproducible, mean near intensity/255
-    assert int(ds.train.images.max()) == 255                  # train keeps the 8-bit intensities
-    assert torch.equal(ds.test.images, idx.binarize_once(_load("mnist", str(shared_data)).test.images,
-                                                         idx.DYNAMIC_MNIST_SEEDS["test"]))
-    assert abs(ds.test.images.float().mean() - _load("mnist", str(shared_data)).test.images.float().mean()
-               / 255) < 0.005
+    assert int(ds.train.images.max()) == 255  # train keeps the 8-bit intensities
+    assert torch.equal(
+        ds.test.images, idx.binarize_once(_load("mnist", str(shared_data)).test.images, idx.DYNAMIC_MNIST_SEEDS["test"])
+    )
+    assert (
+        abs(ds.test.images.float().mean() - _load("mnist", str(shared_data)).test.images.float().mean() / 255) < 0.005
+    )
 
 
 def test_fashion_and_cifar_missing_files_message(tmp_path):
@@ -116,11 +120,12 @@ def test_fashion_and_cifar_missing_files_message(tmp_path):
         load_dataset("cifar10", tmp_path, download=False)
     assert str(tmp_path / "cifar10" / "cifar-10-python.tar.gz") in str(err.value)
     assert cifar.URL in str(err.value)
-    assert list(tmp_path.iterdir()) == []          # nothing created
+    assert list(tmp_path.iterdir()) == []  # nothing created
 
 
 # ----------------------------------------------------------------------------------------------------
 # IDX: corrupt, truncated, wrong size
+
 
 def test_parse_idx_is_strict():
     array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
@@ -141,8 +146,12 @@ def test_parse_idx_is_strict():
 def _fake_mnist(folder, monkeypatch, n_train=60_000, cut_gzip=False):
     """Write small-but-structurally-right MNIST files and make the checksum table accept them."""
     folder.mkdir(parents=True)
-    arrays = {"train_images": np.zeros((n_train, 28, 28)), "train_labels": np.zeros(n_train),
-              "test_images": np.zeros((10_000, 28, 28)), "test_labels": np.zeros(10_000)}
+    arrays = {
+        "train_images": np.zeros((n_train, 28, 28)),
+        "train_labels": np.zeros(n_train),
+        "test_images": np.zeros((10_000, 28, 28)),
+        "test_labels": np.zeros(10_000),
+    }
     table = {}
     for key, array in arrays.items():
         data = gzip.compress(_idx_bytes(array), compresslevel=1)
@@ -171,7 +180,7 @@ def test_corrupt_mnist_file_is_reported_and_kept(tmp_path):
     bad = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
     bad.write_bytes(b"not mnist")
     with pytest.raises(DataError, match="corrupt") as err:
-        load_dataset("mnist", tmp_path, download=True)     # corrupt files are never re-fetched over
+        load_dataset("mnist", tmp_path, download=True)  # corrupt files are never re-fetched over
     assert str(bad) in str(err.value) and bad.read_bytes() == b"not mnist"
 
 
@@ -189,10 +198,13 @@ def test_parse_amat_fast_and_tolerant_paths_agree():
     assert np.array_equal(fast, tolerant)
 
 
-@pytest.mark.parametrize("bad_row, message", [
-    (" ".join(["0"] * 783) + "\n", "783 values"),
-    (" ".join(["0"] * 783 + ["2"]) + "\n", "'2' is not 0 or 1"),
-])
+@pytest.mark.parametrize(
+    "bad_row, message",
+    [
+        (" ".join(["0"] * 783) + "\n", "783 values"),
+        (" ".join(["0"] * 783 + ["2"]) + "\n", "'2' is not 0 or 1"),
+    ],
+)
 def test_bad_amat_row_names_file_and_line(tmp_path, monkeypatch, bad_row, message):
     folder = tmp_path / "binarized_mnist"
     folder.mkdir()
@@ -211,19 +223,46 @@ def test_bad_amat_row_names_file_and_line(tmp_path, monkeypatch, bad_row, messag
 # ----------------------------------------------------------------------------------------------------
 # CIFAR-10: a restricted unpickler, md5 before unpickling
 
+
 def _py2_batch(images: np.ndarray, labels) -> bytes:
     """A pickle as Python 2 wrote the CIFAR-10 batches: protocol 2, str data, numpy.core globals."""
+
     def s(b):
-        return b"T" + struct.pack("<i", len(b)) + b                     # BINSTRING
+        return b"T" + struct.pack("<i", len(b)) + b  # BINSTRING
 
     def i(v):
-        return b"J" + struct.pack("<i", v)                              # BININT
+        return b"J" + struct.pack("<i", v)  # BININT
 
-    dtype = (b"cnumpy\ndtype\n" + s(b"u1") + i(0) + i(1) + b"\x87R"
-             + b"(" + i(3) + s(b"|") + b"NNN" + i(-1) + i(-1) + i(0) + b"tb")
+    dtype = (
+        b"cnumpy\ndtype\n"
+        + s(b"u1")
+        + i(0)
+        + i(1)
+        + b"\x87R"
+        + b"("
+        + i(3)
+        + s(b"|")
+        + b"NNN"
+        + i(-1)
+        + i(-1)
+        + i(0)
+        + b"tb"
+    )
     shape = b"(" + b"".join(i(d) for d in images.shape) + b"t"
-    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n(" + i(0) + b"t" + s(b"b") + b"\x87R"
-             + b"(" + i(1) + shape + dtype + b"\x89" + s(images.tobytes()) + b"tb")
+    array = (
+        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n("
+        + i(0)
+        + b"t"
+        + s(b"b")
+        + b"\x87R"
+        + b"("
+        + i(1)
+        + shape
+        + dtype
+        + b"\x89"
+        + s(images.tobytes())
+        + b"tb"
+    )
     label_list = b"](" + b"".join(i(v) for v in labels) + b"e"
     return b"\x80\x02}(" + s(b"data") + array + s(b"labels") + label_list + b"u."
 

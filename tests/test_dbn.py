@@ -7,6 +7,7 @@ would fail too); a wrong importance weight keeps the estimate from reaching log 
 fails the chi-square test of samples against the exact marginal; a lower layer that moves after its
 turn, or a schedule outside the checkpoint, breaks the frozen-weights and exact-resume checks.
 """
+
 import itertools
 import math
 
@@ -87,9 +88,11 @@ def all_images(shape, levels):
     return states(math.prod(shape), levels).long().reshape(-1, *shape)
 
 
-CASES = [pytest.param((1, 2, 3), 2, [4, 3], id="binary-6-4-3"),
-         pytest.param((1, 1, 3), 3, [4, 3], id="softmax-3x3levels-4-3"),
-         pytest.param((1, 1, 4), 2, [3, 2, 2], id="binary-4-3-2-2")]
+CASES = [
+    pytest.param((1, 2, 3), 2, [4, 3], id="binary-6-4-3"),
+    pytest.param((1, 1, 3), 3, [4, 3], id="softmax-3x3levels-4-3"),
+    pytest.param((1, 1, 4), 2, [3, 2, 2], id="binary-4-3-2-2"),
+]
 
 
 @pytest.mark.parametrize("shape,levels,hidden", CASES)
@@ -151,8 +154,19 @@ def tiny_dataset(n=256):
 
 
 def config(max_steps):
-    return TrainConfig(batch_size=32, lr=0.1, optimizer="sgd", momentum=0.5, grad_clip=None, max_steps=max_steps,
-                       eval_every=7, log_every=5, checkpoint_every=1000, progress=False, device="cpu")
+    return TrainConfig(
+        batch_size=32,
+        lr=0.1,
+        optimizer="sgd",
+        momentum=0.5,
+        grad_clip=None,
+        max_steps=max_steps,
+        eval_every=7,
+        log_every=5,
+        checkpoint_every=1000,
+        progress=False,
+        device="cpu",
+    )
 
 
 def test_greedy_training_freezes_lower_layers_and_resumes_exactly(tmp_path):

@@ -1,4 +1,5 @@
 """ensure_files against a real HTTP server on 127.0.0.1: good, corrupt, truncated, missing, down."""
+
 import gzip
 import hashlib
 import socket
@@ -26,7 +27,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(length))
         self.end_headers()
-        self.wfile.write(body)       # then the connection closes, short if length > len(body)
+        self.wfile.write(body)  # then the connection closes, short if length > len(body)
         self.close_connection = True
 
     def log_message(self, *args):
@@ -66,7 +67,7 @@ def test_good_download_is_verified_and_atomic(server, tmp_path):
     server.routes["/f.bin"] = (BODY, len(BODY))
     paths = ensure_files(tmp_path / "ds", [RemoteFile("f.bin", (server.url + "/f.bin",), md5=(MD5,))])
     assert paths["f.bin"].read_bytes() == BODY
-    assert _listing(tmp_path / "ds") == ["f.bin"]          # no temporary file left behind
+    assert _listing(tmp_path / "ds") == ["f.bin"]  # no temporary file left behind
     assert paths["f.bin"].stat().st_mode & 0o777 == 0o644
     # a second call uses the verified local copy without touching the network
     ensure_files(tmp_path / "ds", [RemoteFile("f.bin", (server.url + "/f.bin",), md5=(MD5,))])
@@ -123,8 +124,9 @@ def test_env_mirror_is_tried_first_and_may_hold_a_gzipped_copy(server, tmp_path,
     packed = gzip.compress(BODY)
     server.routes["/ds/f.bin.gz"] = (packed, len(packed))
     monkeypatch.setenv("GENZOO_MIRROR", server.url + "/")
-    remote = RemoteFile("f.bin", (closed_port_url,), content_sha256=hashlib.sha256(BODY).hexdigest(),
-                        alternatives=("f.bin.gz",))
+    remote = RemoteFile(
+        "f.bin", (closed_port_url,), content_sha256=hashlib.sha256(BODY).hexdigest(), alternatives=("f.bin.gz",)
+    )
     paths = ensure_files(tmp_path / "ds", [remote])
     assert paths["f.bin"].name == "f.bin.gz" and paths["f.bin"].read_bytes() == packed
     assert server.requests == ["/ds/f.bin", "/ds/f.bin.gz"]

@@ -3,6 +3,7 @@
 Fast: toy datasets and stand-in networks; the real-data checks only read files (no long training) and
 skip when the shared data folder is absent.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,13 @@ from genzoo.data import DataError, ImageDataset, ImageSplit, load_dataset
 from genzoo.data.base import DynamicallyBinarizedSplit
 from genzoo.metrics import frechet_distance, sample_metrics
 from genzoo.models import feature_net
-from genzoo.models.feature_net import (binarized_mnist_test_labels, cache_path, feature_network,
-                                       train_feature_network, training_source)
+from genzoo.models.feature_net import (
+    binarized_mnist_test_labels,
+    cache_path,
+    feature_network,
+    train_feature_network,
+    training_source,
+)
 
 
 class PixelNet:
@@ -39,8 +45,14 @@ def class_sorted_dataset(per_class: int = 50, classes: int = 4) -> ImageDataset:
         images[:, 0, 0, 0] = labels
         return ImageSplit(images.to(torch.uint8), labels)
 
-    return ImageDataset("toy-sorted", 2 * classes, split(per_class, True), split(per_class, True),
-                        split(per_class, False), num_classes=classes)
+    return ImageDataset(
+        "toy-sorted",
+        2 * classes,
+        split(per_class, True),
+        split(per_class, True),
+        split(per_class, False),
+        num_classes=classes,
+    )
 
 
 def test_floor_is_a_random_subset_of_the_held_out_split_not_its_first_images():
@@ -82,8 +94,8 @@ def test_binarized_test_labels_are_recovered_only_from_aligned_images():
     binary = binary_copy(grey, labels)
     recovered = binarized_mnist_test_labels(binary, grey, labels)
     assert torch.equal(recovered, torch.sort(labels).values)
-    assert binarized_mnist_test_labels(binary.flip(0), grey, labels) is None           # another order
-    assert binarized_mnist_test_labels(binary[:-1], grey, labels) is None              # another size
+    assert binarized_mnist_test_labels(binary.flip(0), grey, labels) is None  # another order
+    assert binarized_mnist_test_labels(binary[:-1], grey, labels) is None  # another size
     assert binarized_mnist_test_labels(torch.ones_like(binary), grey, labels) is None  # not a binarization
     thresholded = (grey[torch.sort(labels, stable=True).indices] > 128).to(torch.uint8)
     assert binarized_mnist_test_labels(thresholded, grey, labels) is None  # 1s where they fit, but too few
@@ -94,13 +106,22 @@ def tiny_binary_mnist(tmp_path):
     g = torch.Generator().manual_seed(2)
     grey = torch.randint(0, 256, (96, 1, 8, 8), generator=g).to(torch.uint8)
     labels = torch.arange(96) % 10
-    source = ImageDataset("dynamic-mnist", 2, DynamicallyBinarizedSplit(grey[:64], labels[:64]),
-                          ImageSplit(binary_copy(grey[64:80], labels[64:80]), labels[64:80]),
-                          ImageSplit(binary_copy(grey[80:], labels[80:]), labels[80:]), num_classes=10)
-    binary = ImageDataset("binarized-mnist", 2, ImageSplit(binary_copy(grey[:64], labels[:64])),
-                          ImageSplit(binary_copy(grey[64:80], labels[64:80])),
-                          ImageSplit(binary_copy(grey[80:], labels[80:])),
-                          info={"folder": str(tmp_path / "data" / "binarized_mnist")})
+    source = ImageDataset(
+        "dynamic-mnist",
+        2,
+        DynamicallyBinarizedSplit(grey[:64], labels[:64]),
+        ImageSplit(binary_copy(grey[64:80], labels[64:80]), labels[64:80]),
+        ImageSplit(binary_copy(grey[80:], labels[80:]), labels[80:]),
+        num_classes=10,
+    )
+    binary = ImageDataset(
+        "binarized-mnist",
+        2,
+        ImageSplit(binary_copy(grey[:64], labels[:64])),
+        ImageSplit(binary_copy(grey[64:80], labels[64:80])),
+        ImageSplit(binary_copy(grey[80:], labels[80:])),
+        info={"folder": str(tmp_path / "data" / "binarized_mnist")},
+    )
     return binary, source, torch.sort(labels[80:]).values
 
 
@@ -127,8 +148,9 @@ def test_the_cache_key_covers_the_binarization():
     g = torch.Generator().manual_seed(3)
     grey, labels = torch.randint(0, 256, (8, 1, 4, 4), generator=g).to(torch.uint8), torch.arange(8) % 2
     fixed = ImageDataset("dynamic-mnist", 2, ImageSplit(grey, labels), ImageSplit(grey), ImageSplit(grey), 2)
-    dynamic = ImageDataset("dynamic-mnist", 2, DynamicallyBinarizedSplit(grey, labels), ImageSplit(grey),
-                           ImageSplit(grey), 2)
+    dynamic = ImageDataset(
+        "dynamic-mnist", 2, DynamicallyBinarizedSplit(grey, labels), ImageSplit(grey), ImageSplit(grey), 2
+    )
     assert cache_path(fixed, "root") != cache_path(dynamic, "root")
 
 

@@ -1,4 +1,5 @@
 """Model-specific checks of FVSBN, NADE and MADE beyond the generic autoregressive properties."""
+
 import math
 
 import pytest
@@ -17,7 +18,6 @@ def build(name, shape, levels, seed=0, **options):
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.5)
     return model.eval()
-
 
 
 def assert_causal(model, shape, levels, trials=2):
@@ -146,8 +146,10 @@ def test_nade_cached_sampling_matches_naive():
     assert torch.equal(fast, slow)
 
 
-@pytest.mark.parametrize("name,options", [("fvsbn", {}), ("nade", {"hidden": 10}),
-                                          ("made", {"hidden": [10, 10], "num_masks": 2, "direct": True})])
+@pytest.mark.parametrize(
+    "name,options",
+    [("fvsbn", {}), ("nade", {"hidden": 10}), ("made", {"hidden": [10, 10], "num_masks": 2, "direct": True})],
+)
 @pytest.mark.parametrize("levels", [2, 5])
 def test_initial_loss_is_uniform(name, options, levels):
     model = genzoo.create(name, image_shape=(1, 3, 3), levels=levels, **options)

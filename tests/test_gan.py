@@ -5,6 +5,7 @@ penalty on the wrong tensor shows against (|w| - 1)^2 and finite differences; a 
 optimizer's moments or a random state changes the losses; a Fréchet distance with a wrong matrix square
 root disagrees with scipy's; precision/recall of a set against itself must be exactly 1.
 """
+
 import dataclasses
 import json
 import math
@@ -21,12 +22,24 @@ import genzoo
 from genzoo.cli import main as cli
 from genzoo.data import load_dataset
 from genzoo.evaluate import evaluate_model
-from genzoo.metrics import (class_histogram, frechet_distance, histogram_entropy_bits, kernel_distance,
-                            precision_recall, sample_metrics)
+from genzoo.metrics import (
+    class_histogram,
+    frechet_distance,
+    histogram_entropy_bits,
+    kernel_distance,
+    precision_recall,
+    sample_metrics,
+)
 from genzoo.models.adversarial.gan import DCGAN
 from genzoo.models.feature_net import feature_network, train_feature_network
-from genzoo.nn.adversarial import (dequantize, discriminator_loss, generator_loss, gradient_penalty, interpolate,
-                                   quantize)
+from genzoo.nn.adversarial import (
+    dequantize,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    interpolate,
+    quantize,
+)
 from genzoo.train import CHECKPOINT_FILE, TrainConfig, train
 from test_train import log_records, saved
 
@@ -44,6 +57,7 @@ def net(digits):
 
 
 # Objectives
+
 
 def test_generator_losses_have_the_analytic_gradients_on_a_1d_toy():
     """G(z) = z + b, D(x) = sigmoid(w x + c): d/db and d/dD of each generator objective, by hand."""
@@ -73,8 +87,9 @@ def test_generator_losses_have_the_analytic_gradients_on_a_1d_toy():
 def test_discriminator_loss_is_binary_cross_entropy_with_one_sided_smoothing():
     real, fake = torch.randn(7, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
     for s in (0.0, 0.1):
-        expected = F.binary_cross_entropy_with_logits(real, torch.full_like(real, 1 - s)) + \
-            F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+        expected = F.binary_cross_entropy_with_logits(
+            real, torch.full_like(real, 1 - s)
+        ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
         torch.testing.assert_close(discriminator_loss(real, fake, s), expected)
     torch.testing.assert_close(generator_loss(fake, "wgan-gp"), -fake.mean())
 
@@ -83,7 +98,7 @@ def test_gradient_penalty_of_a_linear_critic_is_exact():
     real, fake = torch.randn(6, 1, 2, 3, dtype=torch.float64), torch.randn(6, 1, 2, 3, dtype=torch.float64)
     for scale in (0.2, 1.0, 3.0):
         w = (torch.randn(6, dtype=torch.float64) * scale).requires_grad_(True)
-        gp = gradient_penalty(lambda x: x.flatten(1) @ w, real, fake)
+        gp = gradient_penalty(lambda x: x.flatten(1) @ w, real, fake)  # noqa: B023 (called at once)
         norm = w.detach().norm()
         assert gp.item() == pytest.approx(float((norm - 1) ** 2), rel=1e-12, abs=1e-14)
         (grad,) = torch.autograd.grad(gp, w)  # differentiable in the critic's parameters
@@ -96,10 +111,15 @@ def test_gradient_penalty_of_a_quadratic_critic_matches_finite_differences():
     a = torch.randn(d, d, generator=g, dtype=torch.float64)
     b = torch.randn(d, generator=g, dtype=torch.float64)
     critic = lambda x: 0.5 * ((x @ a) * x).sum(1) + x @ b  # noqa: E731
-    real, fake = torch.randn(4, d, generator=g, dtype=torch.float64), torch.randn(4, d, generator=g, dtype=torch.float64)
+    real, fake = (
+        torch.randn(4, d, generator=g, dtype=torch.float64),
+        torch.randn(4, d, generator=g, dtype=torch.float64),
+    )
     eps = torch.rand(4, generator=g, dtype=torch.float64)
     x_hat, h = interpolate(real, fake, eps), 1e-5
-    grads = torch.stack([(critic(x_hat + h * e) - critic(x_hat - h * e)) / (2 * h) for e in torch.eye(d, dtype=torch.float64)], 1)
+    grads = torch.stack(
+        [(critic(x_hat + h * e) - critic(x_hat - h * e)) / (2 * h) for e in torch.eye(d, dtype=torch.float64)], 1
+    )
     expected = ((grads.norm(dim=1) - 1) ** 2).mean()
     assert gradient_penalty(critic, real, fake, eps).item() == pytest.approx(expected.item(), rel=1e-7)
 
@@ -113,8 +133,16 @@ def test_dequantize_and_quantize_are_inverse():
 
 # Models and two-player training
 
-@pytest.mark.parametrize("name,options", [("dcgan", {}), ("wgan-gp", {}), ("cgan", {"num_classes": 10}),
-                                          ("dcgan", {"spectral_norm": True, "objective": "minimax"})])
+
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("dcgan", {}),
+        ("wgan-gp", {}),
+        ("cgan", {"num_classes": 10}),
+        ("dcgan", {"spectral_norm": True, "objective": "minimax"}),
+    ],
+)
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
 def test_sample_gives_integer_images_of_the_right_shape(name, options, shape):
     model = genzoo.create(name, shape, 5, **SMALL, **options)
@@ -130,12 +158,22 @@ def test_sample_gives_integer_images_of_the_right_shape(name, options, shape):
 
 
 def gan_config(steps: int) -> TrainConfig:
-    return TrainConfig(batch_size=16, max_steps=steps, log_every=1, eval_every=3, checkpoint_every=100,
-                       eval_max_images=16, ema_decay=0.9, progress=False, device="cpu")
+    return TrainConfig(
+        batch_size=16,
+        max_steps=steps,
+        log_every=1,
+        eval_every=3,
+        checkpoint_every=100,
+        eval_max_images=16,
+        ema_decay=0.9,
+        progress=False,
+        device="cpu",
+    )
 
 
 class SignalGAN(DCGAN):
     """Sends itself SIGINT during train_step call number ``at``."""
+
     at, calls = None, 0
 
     def train_step(self, x, y, optimizers, step):
@@ -152,8 +190,11 @@ def test_two_player_training_resumes_exactly(tmp_path, digits, name, options):
         m = genzoo.create(name, digits.image_shape, digits.levels, **SMALL, **options)
         if cls is not None:
             torch.manual_seed(seed)
-            m2 = cls(digits.image_shape, digits.levels, **{k: v for k, v in m.config.items()
-                                                          if k not in ("name", "image_shape", "levels")})
+            m2 = cls(
+                digits.image_shape,
+                digits.levels,
+                **{k: v for k, v in m.config.items() if k not in ("name", "image_shape", "levels")},
+            )
             m2.config = m.config
             return m2
         return m
@@ -171,8 +212,9 @@ def test_two_player_training_resumes_exactly(tmp_path, digits, name, options):
     assert set(reference[-1]["lrs"]) == {"generator", "discriminator"} and "valid" in reference[-1]
     for run in ("b", "c"):
         records = log_records(tmp_path / run)
-        assert [(r["step"], r["loss"], r["scalars"]) for r in records] == \
-               [(r["step"], r["loss"], r["scalars"]) for r in reference]
+        assert [(r["step"], r["loss"], r["scalars"]) for r in records] == [
+            (r["step"], r["loss"], r["scalars"]) for r in reference
+        ]
         for prefix in ("model.", "ema.", "optimizer.generator.", "optimizer.discriminator."):
             expected, got = saved(tmp_path / "a", prefix), saved(tmp_path / run, prefix)
             assert expected and expected.keys() == got.keys()
@@ -201,6 +243,7 @@ def test_two_player_models_refuse_compile(tmp_path, digits):
 
 
 # Metrics
+
 
 def test_frechet_distance_matches_scipy_and_grows_with_shift_and_noise():
     g = np.random.default_rng(0)
@@ -259,8 +302,13 @@ def test_feature_network_is_reproducible_and_cached_as_safetensors(tmp_path, dig
 def test_sample_metrics_rank_real_data_above_noise(digits, net):
     test_x, test_y = digits.test.images.long(), digits.test.labels
     real = sample_metrics(test_x, digits, test_y, network=net, kid_subsets=20)
-    noise = sample_metrics(torch.randint(0, digits.levels, test_x.shape, generator=torch.Generator().manual_seed(0)),
-                           digits, network=net, kid_subsets=20, floor_split=None)
+    noise = sample_metrics(
+        torch.randint(0, digits.levels, test_x.shape, generator=torch.Generator().manual_seed(0)),
+        digits,
+        network=net,
+        kid_subsets=20,
+        floor_split=None,
+    )
     assert real["frechet_distance"] == pytest.approx(real["floor"]["frechet_distance"])  # the same images
     assert noise["frechet_distance"] > 5 * real["frechet_distance"] and noise["kid"] > 5 * abs(real["kid"])
     assert noise["precision"] < real["precision"] and "floor" not in noise
@@ -278,8 +326,25 @@ def test_cli_trains_and_scores_a_conditional_gan(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GENZOO_DATA", str(tmp_path / "data"))
     monkeypatch.setattr("genzoo.models.feature_net.default_steps", lambda n, b: 20)
     run_dir = tmp_path / "cgan"
-    args = ["train", "cgan", "--data", "digits", "--steps", "4", "--run-dir", str(run_dir), "--quiet", "--samples", "10",
-            "-o", "channels=8", "-o", "latent=8", "--batch-size", "32"]
+    args = [
+        "train",
+        "cgan",
+        "--data",
+        "digits",
+        "--steps",
+        "4",
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+        "--samples",
+        "10",
+        "-o",
+        "channels=8",
+        "-o",
+        "latent=8",
+        "--batch-size",
+        "32",
+    ]
     assert cli(args) == 0
     assert "no likelihood (samples only); samples: FD" in capsys.readouterr().out
     test = json.loads((run_dir / "results.json").read_text())["test"]

@@ -6,6 +6,7 @@ normalizing with a rank's statistics instead of the global batch's, a player's g
 random stream, or a logged scalar that is rank 0's alone: any of these moves the weights or the logged
 losses by far more than float rounding.
 """
+
 import contextlib
 import os
 import subprocess
@@ -17,11 +18,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from ddp_worker import GANS, gan_config, gan_runs, tiny_gan, tiny_gan_dataset
 from genzoo.checkpoint import load_tensors
 from genzoo.distributed import Distributed, GlobalBatch
 from genzoo.train import CHECKPOINT_FILE, train
-
-from ddp_worker import GANS, gan_config, gan_runs, tiny_gan, tiny_gan_dataset
 from test_train import WORKER, log_records, saved
 
 STEPS, RESUME_AT = 5, 3  # n_critic=2: generator updates at steps 2 and 4; the resume falls between them
@@ -62,8 +62,21 @@ def test_gan_training_under_ddp_matches_one_process_and_resumes_exactly(tmp_path
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
-               str(tmp_path / "ddp"), "--gan", ",".join(variants), "--steps", str(STEPS), "--resume-at", str(RESUME_AT)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(WORKER),
+        str(tmp_path / "ddp"),
+        "--gan",
+        ",".join(variants),
+        "--steps",
+        str(STEPS),
+        "--resume-at",
+        str(RESUME_AT),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     gan_runs(tmp_path / "one", variants, STEPS)
@@ -106,7 +119,7 @@ def test_global_batch_draws_this_ranks_rows_of_the_global_draw(name, rank):
     torch.manual_seed(0)
     with GlobalBatch(Distributed(rank=rank, world_size=3), local_batch=4):
         part, shared = draw(4), draw(5)
-    assert torch.equal(part, whole[4 * rank:4 * rank + 4])
+    assert torch.equal(part, whole[4 * rank : 4 * rank + 4])
     assert torch.equal(shared, not_per_example)  # another leading size: drawn as is, as in one process
     assert torch.equal(torch.get_rng_state(), state)  # the stream stays in step with the 1-process run
 
@@ -114,8 +127,14 @@ def test_global_batch_draws_this_ranks_rows_of_the_global_draw(name, rank):
 def test_global_batch_refuses_random_ops_it_cannot_split():
     x = torch.ones(4, 3)
     with GlobalBatch(Distributed(rank=0, world_size=2), local_batch=4):
-        for op in (lambda: F.dropout(x, 0.5), lambda: nn.Dropout(0.1)(x), lambda: torch.bernoulli(x * 0.5),
-                   lambda: x.clone().uniform_(), lambda: torch.randperm(4), lambda: torch.randn(4, out=x.clone())):
+        for op in (
+            lambda: F.dropout(x, 0.5),
+            lambda: nn.Dropout(0.1)(x),
+            lambda: torch.bernoulli(x * 0.5),
+            lambda: x.clone().uniform_(),
+            lambda: torch.randperm(4),
+            lambda: torch.randn(4, out=x.clone()),
+        ):
             with pytest.raises(RuntimeError, match="under DDP"):
                 op()
         assert torch.equal(F.dropout(x, 0.0), x) and torch.equal(nn.Dropout(0.5).eval()(x), x)
@@ -144,9 +163,17 @@ def test_global_batch_norm_matches_batch_norm_with_double_backward(tmp_path):
                 (grad,) = torch.autograd.grad(out.sum(), inputs, create_graph=True)
                 loss = out.square().mean() + ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
                 loss.backward()
-            results.append([out.detach(), grad.detach(), inputs.grad, net[1].running_mean.clone(),
-                            net[1].running_var.clone(), net[1].num_batches_tracked.clone()]
-                           + [p.grad for p in net.parameters()])
+            results.append(
+                [
+                    out.detach(),
+                    grad.detach(),
+                    inputs.grad,
+                    net[1].running_mean.clone(),
+                    net[1].running_var.clone(),
+                    net[1].num_batches_tracked.clone(),
+                ]
+                + [p.grad for p in net.parameters()]
+            )
         for expected, got in zip(*results):
             torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
     finally:

@@ -1,5 +1,6 @@
 """Gated PixelCNN: the receptive field has no blind spot and no leak (Jacobian), RGB order, class
 conditioning, a sane initial loss, and cached sampling that draws exactly what naive sampling draws."""
+
 import math
 
 import pytest
@@ -18,7 +19,6 @@ def build(shape, levels, seed=0, **options):
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.5)
     return model.eval()
-
 
 
 def dependencies(model, y=None, tries=3):
@@ -51,8 +51,11 @@ def receptive_field(shape, kernel_size, num_layers):
     expected = torch.zeros(len(steps), len(steps), dtype=torch.bool)
     for i, (r, c, ch) in enumerate(steps):
         for j, (r2, c2, ch2) in enumerate(steps):
-            expected[i, j] = ((r2, c2) == (r, c) and ch2 < ch) or (r2 == r and c - reach <= c2 < c) or (
-                r - 1 - reach <= r2 < r and abs(c2 - c) <= reach)
+            expected[i, j] = (
+                ((r2, c2) == (r, c) and ch2 < ch)
+                or (r2 == r and c - reach <= c2 < c)
+                or (r - 1 - reach <= r2 < r and abs(c2 - c) <= reach)
+            )
     return expected
 
 
@@ -73,6 +76,7 @@ def step(shape, r, c, ch=0):
 
 # (a) no blind spot ------------------------------------------------------------------------------
 
+
 def test_receptive_field_has_exactly_the_promised_shape():
     shape, k, layers = (1, 7, 7), 3, 2
     model = build(shape, 2, channels=8, num_layers=layers, kernel_size=k)
@@ -92,6 +96,7 @@ def test_enough_layers_see_every_earlier_pixel_and_nothing_else():
 
 
 # (b) the checker catches a broken model -------------------------------------------------------------
+
 
 def test_unshifted_vertical_stack_is_caught_as_a_leak(monkeypatch):
     monkeypatch.setattr(gated, "shift_down", lambda v: v)  # row r would see row r, right of the pixel too
@@ -120,6 +125,7 @@ def test_vertical_kernels_without_their_right_half_are_caught_as_a_blind_spot():
 
 # (c) RGB ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape,layers", [((3, 5, 5), 2), ((3, 4, 4), 3)])
 def test_rgb_order_within_and_across_pixels(shape, layers):
     model = build(shape, 4, channels=24, num_layers=layers, kernel_size=3)  # 8 units a colour: some ReLUs on
@@ -139,6 +145,7 @@ def test_channels_must_divide_into_colour_groups():
 
 
 # (d) class-conditional ----------------------------------------------------------------------------------
+
 
 def test_class_conditional_model_is_normalized_per_class_and_uses_labels():
     shape, classes = (1, 2, 3), 3
@@ -168,6 +175,7 @@ def test_class_conditional_model_is_normalized_per_class_and_uses_labels():
 
 # (e) initial loss -----------------------------------------------------------------------------------------
 
+
 def test_initial_loss_is_near_uniform_on_binarized_mnist_size():
     torch.manual_seed(0)
     model = genzoo.create("gated-pixelcnn", image_shape=(1, 28, 28), levels=2)
@@ -179,11 +187,16 @@ def test_initial_loss_is_near_uniform_on_binarized_mnist_size():
 
 # cached sampling ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape,levels,options", [
-    ((1, 6, 6), 2, {"channels": 8, "num_layers": 3, "kernel_size": 3}),
-    ((3, 4, 4), 4, {"channels": 6, "num_layers": 2, "kernel_size": 3}),
-    ((1, 5, 5), 2, {"channels": 8, "num_layers": 2, "kernel_size": 5, "num_classes": 4}),
-], ids=["binary", "rgb-4-levels", "class-conditional"])
+
+@pytest.mark.parametrize(
+    "shape,levels,options",
+    [
+        ((1, 6, 6), 2, {"channels": 8, "num_layers": 3, "kernel_size": 3}),
+        ((3, 4, 4), 4, {"channels": 6, "num_layers": 2, "kernel_size": 3}),
+        ((1, 5, 5), 2, {"channels": 8, "num_layers": 2, "kernel_size": 5, "num_classes": 4}),
+    ],
+    ids=["binary", "rgb-4-levels", "class-conditional"],
+)
 def test_cached_sampling_draws_exactly_what_naive_sampling_draws(shape, levels, options):
     model = build(shape, levels, **options)
     assert model.has_cached_sampling

@@ -4,6 +4,7 @@ Forward likelihoods, posteriors and Viterbi paths against brute-force enumeratio
 an image HMM whose probabilities must sum to one; EM that must not lower its objective; samples that
 must follow ``log_prob`` (chi-square); agreement with hmmlearn on identical parameters and data.
 """
+
 import itertools
 import json
 import math
@@ -16,7 +17,7 @@ import genzoo
 from genzoo.checkpoint import load, save_model
 from genzoo.data.base import ImageDataset, ImageSplit
 from genzoo.models.classic.emissions import BernoulliEmission, CategoricalEmission, GaussianEmission
-from genzoo.models.classic.hmm import HMM, forward, expected_transitions, backward
+from genzoo.models.classic.hmm import HMM, backward, expected_transitions, forward
 from tiny_models import all_images
 
 
@@ -29,10 +30,12 @@ def randomize(module, scale=1.0, seed=0):
 
 
 def make_hmm(kind, states=3, seed=0):
-    emission = {"categorical": lambda: CategoricalEmission(states, 1, 4),
-                "bernoulli": lambda: BernoulliEmission(states, 3),
-                "gauss-diag": lambda: GaussianEmission(states, 2, "diag"),
-                "gauss-full": lambda: GaussianEmission(states, 2, "full")}[kind]()
+    emission = {
+        "categorical": lambda: CategoricalEmission(states, 1, 4),
+        "bernoulli": lambda: BernoulliEmission(states, 3),
+        "gauss-diag": lambda: GaussianEmission(states, 2, "diag"),
+        "gauss-full": lambda: GaussianEmission(states, 2, "full"),
+    }[kind]()
     return randomize(HMM(emission).double(), seed=seed)
 
 
@@ -66,8 +69,13 @@ def test_forward_posteriors_and_viterbi_match_brute_force(kind):
             exact = torch.stack([post[:, paths[:, t] == k].sum(1) for k in range(3)], 1)
             assert torch.allclose(gamma[:, t], exact, atol=1e-12)
         for t in range(3):
-            exact = torch.stack([torch.stack([post[:, (paths[:, t] == i) & (paths[:, t + 1] == j)].sum(1)
-                                              for j in range(3)], 1) for i in range(3)], 1)
+            exact = torch.stack(
+                [
+                    torch.stack([post[:, (paths[:, t] == i) & (paths[:, t + 1] == j)].sum(1) for j in range(3)], 1)
+                    for i in range(3)
+                ],
+                1,
+            )
             assert torch.allclose(xi[:, t], exact, atol=1e-12)
         assert torch.allclose(gamma.sum(-1), torch.ones(5, 4, dtype=torch.float64), atol=1e-12)
         assert torch.allclose(xi.sum((-1, -2)), torch.ones(5, 3, dtype=torch.float64), atol=1e-12)
@@ -85,7 +93,6 @@ def test_summed_pair_marginals_equal_the_em_statistic():
         alpha, beta = forward(hmm.log_start(), hmm.log_transitions(), log_b), backward(hmm.log_transitions(), log_b)
         total = expected_transitions(alpha, beta, hmm.log_transitions(), log_b, torch.logsumexp(alpha[:, -1], -1))
         assert torch.allclose(total, hmm.pair_marginals(obs).sum((0, 1)), atol=1e-10)
-
 
 
 def random_row_hmm(shape, levels, states, seed=0):
@@ -115,8 +122,10 @@ def test_row_hmm_samples_follow_log_prob():
     assert chisquare(counts.numpy(), expected.numpy()).pvalue > 1e-3
 
 
-@pytest.mark.parametrize("kind,prior", [("categorical", 0.0), ("categorical", 1.0), ("bernoulli", 0.5),
-                                        ("gauss-diag", 0.0), ("gauss-full", 0.0)])
+@pytest.mark.parametrize(
+    "kind,prior",
+    [("categorical", 0.0), ("categorical", 1.0), ("bernoulli", 0.5), ("gauss-diag", 0.0), ("gauss-full", 0.0)],
+)
 def test_em_never_decreases_its_objective(kind, prior):
     truth = make_hmm(kind, seed=3)
     _, obs = truth.sample(200, 12, torch.Generator().manual_seed(4))
@@ -181,6 +190,7 @@ def test_bad_inputs_are_clear_errors():
 
 # hmmlearn: the same parameters and data must give the same log-likelihoods and posteriors.
 
+
 def test_agrees_with_hmmlearn_categorical():
     hmmlearn = pytest.importorskip("hmmlearn.hmm")
     hmm = make_hmm("categorical", states=4)
@@ -210,11 +220,11 @@ def check_against(ref, hmm, obs, flat):
     lengths = [obs.shape[1]] * obs.shape[0]
     with torch.no_grad():
         log_lik, gamma = hmm.posteriors(obs)
-    theirs = [ref.score(flat[i * obs.shape[1]:(i + 1) * obs.shape[1]]) for i in range(obs.shape[0])]
+    theirs = [ref.score(flat[i * obs.shape[1] : (i + 1) * obs.shape[1]]) for i in range(obs.shape[0])]
     assert torch.allclose(log_lik, torch.tensor(theirs, dtype=torch.float64), rtol=1e-6, atol=0)
     assert torch.allclose(gamma.reshape(-1, hmm.states), torch.from_numpy(ref.predict_proba(flat, lengths)), atol=1e-6)
     best, score = hmm.viterbi(obs)  # paths may differ on exact ties (products in another order): compare scores
-    theirs = [ref.decode(flat[i * obs.shape[1]:(i + 1) * obs.shape[1]])[0] for i in range(obs.shape[0])]
+    theirs = [ref.decode(flat[i * obs.shape[1] : (i + 1) * obs.shape[1]])[0] for i in range(obs.shape[0])]
     assert torch.allclose(score, torch.tensor(theirs, dtype=torch.float64), rtol=1e-9, atol=0)
     with torch.no_grad():
         assert torch.allclose(path_log_joint(hmm, obs, best), score, rtol=1e-12, atol=0)
@@ -229,20 +239,24 @@ def path_log_joint(hmm, obs, paths):
 
 # genzoo simulate: CSV errors and end-to-end runs.
 
+
 def write_csv(path, text):
     path.write_text(text)
     return path
 
 
-@pytest.mark.parametrize("text,message", [
-    ("a,b\n1,2\n3\n", "line 3: 1 fields, but the header has 2"),
-    ("a,b\n1,2\n3,x\n", "line 3, column 'b': 'x' is not a number"),
-    ("a,b\n1,2\n\n3,nan\n", "line 4, column 'b': missing"),
-    ("a,b\n1,2\n,4\n", "line 3, column 'a': missing"),
-    ("a,b\n", "needs a header row and at least one data row"),
-    ("a,a\n1,2\n", "repeats a column name"),
-    ("date,name\n2020-01,x\n", "no numeric column"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("a,b\n1,2\n3\n", "line 3: 1 fields, but the header has 2"),
+        ("a,b\n1,2\n3,x\n", "line 3, column 'b': 'x' is not a number"),
+        ("a,b\n1,2\n\n3,nan\n", "line 4, column 'b': missing"),
+        ("a,b\n1,2\n,4\n", "line 3, column 'a': missing"),
+        ("a,b\n", "needs a header row and at least one data row"),
+        ("a,a\n1,2\n", "repeats a column name"),
+        ("date,name\n2020-01,x\n", "no numeric column"),
+    ],
+)
 def test_malformed_csv_is_one_line_error(tmp_path, text, message):
     from genzoo.tasks.simulate import load_csv
 
@@ -274,8 +288,23 @@ def test_simulate_cli_end_to_end_and_errors(tmp_path, capsys):
     rows = "\n".join(f"{i},{a:.6f},{b:.6f}" for i, (a, b) in enumerate(series[0].tolist()))
     path = write_csv(tmp_path / "two.csv", "t,a,b\n" + rows + "\n")
     out = tmp_path / "sim"
-    args = ["simulate", "--csv", str(path), "--columns", "a,b", "--states", "2", "--samples", "20",
-            "--restarts", "2", "--lags", "5", "--out", str(out)]
+    args = [
+        "simulate",
+        "--csv",
+        str(path),
+        "--columns",
+        "a,b",
+        "--states",
+        "2",
+        "--samples",
+        "20",
+        "--restarts",
+        "2",
+        "--lags",
+        "5",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert "nats/step" in capsys.readouterr().out
     result = json.loads((out / "simulate.json").read_text())
@@ -287,10 +316,12 @@ def test_simulate_cli_end_to_end_and_errors(tmp_path, capsys):
         assert stats["ks_statistic"] < 0.15 and stats["acf_real"][0] > 0.6
         assert abs(stats["acf_simulated_mean"][0] - stats["acf_real"][0]) < 0.15
     bad = write_csv(tmp_path / "bad.csv", "a,b\n1,2\n3,\n")
-    for argv, message in [(["simulate", "--csv", str(bad)], "line 3, column 'b': missing"),
-                          (["simulate", "--csv", str(path), "--columns", "a,zz"], "no column 'zz'"),
-                          (["simulate"], "give one of --series NAME or --csv FILE"),
-                          (["simulate", "--series", "nope"], "unknown series 'nope'")]:
+    for argv, message in [
+        (["simulate", "--csv", str(bad)], "line 3, column 'b': missing"),
+        (["simulate", "--csv", str(path), "--columns", "a,zz"], "no column 'zz'"),
+        (["simulate"], "give one of --series NAME or --csv FILE"),
+        (["simulate", "--series", "nope"], "unknown series 'nope'"),
+    ]:
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1

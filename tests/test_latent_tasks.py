@@ -1,6 +1,7 @@
 """``genzoo latent RUN ACTION`` and ``genzoo.tasks.latent`` on tiny models trained a few steps on the
 bundled digits: every action writes its numbers or files, the probe beats chance, and the pictures hold
 what they claim (originals beside decoded codes)."""
+
 import json
 
 import numpy as np
@@ -22,8 +23,32 @@ def run(*args):
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "vae-digits"
-    assert run("train", "vae", "--data", "digits", "--steps", 40, "--run-dir", run_dir, "--quiet", "--eval-every", 1000,
-               "--samples", 0, "--eval-k", 2, "--lr", 0.01, "-o", "latent=4", "-o", "hidden=[64]") == 0
+    assert (
+        run(
+            "train",
+            "vae",
+            "--data",
+            "digits",
+            "--steps",
+            40,
+            "--run-dir",
+            run_dir,
+            "--quiet",
+            "--eval-every",
+            1000,
+            "--samples",
+            0,
+            "--eval-k",
+            2,
+            "--lr",
+            0.01,
+            "-o",
+            "latent=4",
+            "-o",
+            "hidden=[64]",
+        )
+        == 0
+    )
     return run_dir
 
 
@@ -92,8 +117,10 @@ def test_reconstruct_puts_originals_above_reconstructions(vae_run, tmp_path):
 
 def test_requests_a_model_cannot_serve_fail_in_one_line(vae_run, tmp_path, capsys):
     exact = tmp_path / "independent"
-    assert run("train", "independent", "--data", "digits", "--steps", 2, "--run-dir", exact, "--quiet",
-               "--samples", 0) == 0
+    assert (
+        run("train", "independent", "--data", "digits", "--steps", 2, "--run-dir", exact, "--quiet", "--samples", 0)
+        == 0
+    )
     capsys.readouterr()
     assert run("latent", exact, "probe") == 2
     assert "no latent codes" in capsys.readouterr().err
@@ -103,8 +130,30 @@ def test_requests_a_model_cannot_serve_fail_in_one_line(vae_run, tmp_path, capsy
 
 def test_autoencoder_trains_evaluates_samples_and_probes(tmp_path, capsys):
     run_dir = tmp_path / "ae"
-    assert run("train", "autoencoder", "--data", "digits", "--steps", 20, "--run-dir", run_dir, "--quiet",
-               "--eval-every", 1000, "--samples", 4, "--lr", 0.01, "-o", "latent=4", "-o", "hidden=[64]") == 0
+    assert (
+        run(
+            "train",
+            "autoencoder",
+            "--data",
+            "digits",
+            "--steps",
+            20,
+            "--run-dir",
+            run_dir,
+            "--quiet",
+            "--eval-every",
+            1000,
+            "--samples",
+            4,
+            "--lr",
+            0.01,
+            "-o",
+            "latent=4",
+            "-o",
+            "hidden=[64]",
+        )
+        == 0
+    )
     assert "reconstruction NLL" in capsys.readouterr().out
     results = json.loads((run_dir / "results.json").read_text())
     assert results["test"]["kind"] == "reconstruction" and (run_dir / "samples.png").exists()
@@ -113,9 +162,18 @@ def test_autoencoder_trains_evaluates_samples_and_probes(tmp_path, capsys):
     assert result["accuracy"] > 2 * result["chance"]
 
 
-@pytest.mark.parametrize("options", [{"num_classes": 10, "flow": "planar"},
-                                     {"decoder": "pixelcnn", "architecture": "conv", "hidden": [8],
-                                      "decoder_options": {"channels": 8, "num_blocks": 1, "output_channels": 8}}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"num_classes": 10, "flow": "planar"},
+        {
+            "decoder": "pixelcnn",
+            "architecture": "conv",
+            "hidden": [8],
+            "decoder_options": {"channels": 8, "num_blocks": 1, "output_channels": 8},
+        },
+    ],
+)
 def test_tasks_serve_conditional_flow_and_pixelcnn_decoder_vaes(options):
     dataset = load_dataset("digits")
     torch.manual_seed(0)

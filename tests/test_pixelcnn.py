@@ -1,6 +1,7 @@
 """PixelCNN specifics: the mask pictures, an exact Jacobian causality check that detects planted
 leaks, the blind spot, and a sane initial loss. The generic properties (normalization, sampling,
 save/load, ...) are in test_autoregressive.py."""
+
 import copy
 import math
 
@@ -10,9 +11,9 @@ import torch
 import genzoo
 from genzoo.nn.masked_conv import MaskedConv2d, causal_mask
 
-PAST = torch.tensor([[1., 1., 1.],
-                     [1., 0., 0.],
-                     [0., 0., 0.]])  # the 3x3 taps strictly before the centre in raster order
+PAST = torch.tensor(
+    [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+)  # the 3x3 taps strictly before the centre in raster order
 
 
 def expected_mask(centre: torch.Tensor) -> torch.Tensor:
@@ -23,14 +24,14 @@ def expected_mask(centre: torch.Tensor) -> torch.Tensor:
 
 
 def test_single_colour_masks_are_the_pictures():
-    assert torch.equal(causal_mask(1, 1, 3, "A"), torch.tensor([[[[1., 1., 1.], [1., 0., 0.], [0., 0., 0.]]]]))
-    assert torch.equal(causal_mask(1, 1, 3, "B"), torch.tensor([[[[1., 1., 1.], [1., 1., 0.], [0., 0., 0.]]]]))
+    assert torch.equal(causal_mask(1, 1, 3, "A"), torch.tensor([[[[1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]]))
+    assert torch.equal(causal_mask(1, 1, 3, "B"), torch.tensor([[[[1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]]]))
     assert torch.equal(causal_mask(2, 4, 3, "B"), expected_mask(torch.ones(4, 2)))
 
 
 def test_rgb_masks_order_the_colours():
-    a = torch.tensor([[0., 0., 0.], [1., 0., 0.], [1., 1., 0.]])  # rows: output R, G, B; columns: input
-    b = torch.tensor([[1., 0., 0.], [1., 1., 0.], [1., 1., 1.]])
+    a = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])  # rows: output R, G, B; columns: input
+    b = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     assert torch.equal(causal_mask(3, 3, 3, "A", 3), expected_mask(a))
     assert torch.equal(causal_mask(3, 3, 3, "B", 3), expected_mask(b))
     # wider layers: contiguous equal groups (channels 0-1 are R, 2-3 G, 4-5 B)
@@ -57,8 +58,9 @@ def test_masked_conv_masks_functionally_and_validates():
 
 def make_model(shape=(3, 5, 5), levels=4, **options):
     torch.manual_seed(0)
-    model = genzoo.create("pixelcnn", shape, levels, **{"channels": 12, "num_blocks": 2, "output_channels": 6,
-                                                        **options})
+    model = genzoo.create(
+        "pixelcnn", shape, levels, **{"channels": 12, "num_blocks": 2, "output_channels": 6, **options}
+    )
     with torch.no_grad():  # leave the zero initialization of the last layer behind
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.5)
@@ -92,8 +94,10 @@ def test_jacobian_no_output_depends_on_its_own_or_a_future_subpixel():
     # colours of the same pixel are seen. (The original PixelCNN still has a blind spot, see below.)
     c_, h_, w_ = model.image_shape
     step = {flat: i for i, flat in enumerate(model.ordering().tolist())}
+
     def at(c, h, w):
         return step[(c * h_ + h) * w_ + w]
+
     for c, h, w in [(0, 2, 2), (1, 2, 2), (2, 2, 2), (2, 4, 4), (0, 1, 1)]:
         for k in range(c_):
             assert dep[at(c, h, w), at(k, h, w - 1)] > 0

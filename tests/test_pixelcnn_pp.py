@@ -7,6 +7,7 @@ test_autoregressive.py.
 
 [1] Salimans et al., PixelCNN++, ICLR 2017.
 """
+
 import copy
 import itertools
 import math
@@ -49,9 +50,9 @@ def test_bins_sit_at_the_midpoints_between_levels():
 def reference_joint_log_prob(raw, x, levels, k):
     """log sum_k pi_k prod_c [F(v+h) - F(v-h)] as written in [1] (float64, no log-space tricks)."""
     raw, v = raw.double(), x.double() * 2 / (levels - 1) - 1
-    logits, mu = raw[:k], raw[k:4 * k].reshape(3, k).clone()
-    s = raw[4 * k:7 * k].reshape(3, k).clamp(dmol.LOG_SCALE_MIN, dmol.LOG_SCALE_MAX).exp()
-    a, b, c = torch.tanh(raw[7 * k:]).reshape(3, k)
+    logits, mu = raw[:k], raw[k : 4 * k].reshape(3, k).clone()
+    s = raw[4 * k : 7 * k].reshape(3, k).clamp(dmol.LOG_SCALE_MIN, dmol.LOG_SCALE_MAX).exp()
+    a, b, c = torch.tanh(raw[7 * k :]).reshape(3, k)
     mu[1] = mu[1] + a * v[0]
     mu[2] = mu[2] + b * v[0] + c * v[1]
     h = 1.0 / (levels - 1)
@@ -64,11 +65,11 @@ def reference_joint_log_prob(raw, x, levels, k):
 def test_rgb_chain_rule_is_the_joint_of_the_paper_and_sums_to_one(levels):
     k = 3
     raw = torch.randn(2, dmol.raw_size(3, k), 1, 1, generator=torch.Generator().manual_seed(0))
-    raw[:, 4 * k:7 * k] = raw[:, 4 * k:7 * k].clamp(-2.5, 0)  # scales that make the float64 reference exact
+    raw[:, 4 * k : 7 * k] = raw[:, 4 * k : 7 * k].clamp(-2.5, 0)  # scales that make the float64 reference exact
     grid = torch.tensor(list(itertools.product(range(levels), repeat=3)))  # every (R, G, B)
     for i in range(2):
         x = grid[:, :, None, None]
-        params = dmol.conditional_params(raw[i:i + 1].expand(len(grid), -1, -1, -1), x, levels, k)
+        params = dmol.conditional_params(raw[i : i + 1].expand(len(grid), -1, -1, -1), x, levels, k)
         log_p = dmol.mixture_log_prob(params, x, levels).sum((1, 2, 3)).double()
         reference = torch.stack([reference_joint_log_prob(raw[i, :, 0, 0], xi, levels, k) for xi in grid])
         assert torch.allclose(log_p, reference, atol=1e-4)
@@ -83,16 +84,22 @@ def test_coupling_reads_only_earlier_channels():
         changed = x.clone()
         changed[0, channel] = 0
         out = dmol.conditional_params(raw, changed, 5, 2)
-        assert torch.equal(out[:, :channel + 1], base[:, :channel + 1])
-        assert channel == 2 or not torch.equal(out[:, channel + 1:], base[:, channel + 1:])
+        assert torch.equal(out[:, : channel + 1], base[:, : channel + 1])
+        assert channel == 2 or not torch.equal(out[:, channel + 1 :], base[:, channel + 1 :])
 
 
 def test_extreme_parameters_stay_finite():
     levels, k = 256, 3
     values = [-1e30, -1e4, -50.0, -7.5, 0.0, 1e-3, 50.0, 1e4, 1e30]
     grid = torch.tensor(list(itertools.product(values, repeat=3)))  # (logit, mean, log-scale) per component
-    params = torch.cat([grid[:, :1].repeat(1, k) * torch.tensor([1.0, 0.0, -1.0]), grid[:, 1:2].repeat(1, k),
-                        grid[:, 2:].repeat(1, k)], 1).requires_grad_()
+    params = torch.cat(
+        [
+            grid[:, :1].repeat(1, k) * torch.tensor([1.0, 0.0, -1.0]),
+            grid[:, 1:2].repeat(1, k),
+            grid[:, 2:].repeat(1, k),
+        ],
+        1,
+    ).requires_grad_()
     for x in (0, 1, 127, 254, 255):
         log_p = dmol.mixture_log_prob(params, torch.full((len(grid),), x), levels)
         assert torch.isfinite(log_p).all() and (log_p <= 1e-6).all()
@@ -137,8 +144,9 @@ def test_two_levels_use_a_bernoulli_output():
     with torch.no_grad():
         logits = model(x)
         assert logits.shape == x.shape
-        assert torch.allclose(model.pixel_log_prob(logits, x), -F.binary_cross_entropy_with_logits(
-            logits, x.float(), reduction="none"))
+        assert torch.allclose(
+            model.pixel_log_prob(logits, x), -F.binary_cross_entropy_with_logits(logits, x.float(), reduction="none")
+        )
         assert torch.logsumexp(model.log_prob(x).double(), 0).exp().item() == pytest.approx(1.0, abs=1e-5)
 
 
@@ -160,7 +168,7 @@ def dependence(model) -> torch.Tensor:
     """(P, P) over pixels in raster order: does the raw output at pixel i depend on input pixel j?"""
     net = copy.deepcopy(model).double()
     c, h, w = net.image_shape
-    v = (torch.rand(1, c, h, w, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1)
+    v = torch.rand(1, c, h, w, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
     v.requires_grad_()
     out = net.network(v)
     weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -181,8 +189,10 @@ def test_jacobian_every_pixel_sees_exactly_the_pixels_before_it():
     assert torch.equal(dep, torch.tril(torch.ones_like(dep), -1))  # no leak, and no blind spot either
 
 
-@pytest.mark.parametrize("leak", ["u stream not shifted down", "ul stream not shifted right",
-                                  "ul kernel reaching right", "u kernel reaching down"])
+@pytest.mark.parametrize(
+    "leak",
+    ["u stream not shifted down", "ul stream not shifted right", "ul kernel reaching right", "u kernel reaching down"],
+)
 def test_the_causality_check_catches_a_planted_leak(leak, monkeypatch):
     model = make_model((1, 6, 5), 3)
     assert not sees_the_future(model)

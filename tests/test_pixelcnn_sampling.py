@@ -1,9 +1,9 @@
 """Cached PixelCNN sampling: the same images as naive sampling for the same seed, and at every step the
 logits a full forward pass gives. Images are small, so that a draw flipped by float rounding between
 the full convolution and the per-position matmul (a ~1e-7 event per draw) does not happen."""
+
 import pytest
 import torch
-
 import torch.nn.functional as F
 
 import genzoo
@@ -37,7 +37,6 @@ def completion_masks(shape, levels):
     return [(x, top), (x, everywhere.expand_as(x) | some)]
 
 
-
 @pytest.mark.parametrize("shape,levels", CASES)
 def test_cached_samples_equal_naive_samples(shape, levels):
     model = make_model(shape, levels)
@@ -61,10 +60,15 @@ def test_cached_completion_equals_naive_completion(shape, levels):
 def test_logits_at_every_step_match_a_full_forward_pass(shape, levels):
     model = make_model(shape, levels)
     x, known = completion_masks(shape, levels)[1]
-    for x, known in [(torch.zeros_like(x), torch.zeros_like(known)), (x, known)]:
+    for x, known in [(torch.zeros_like(x), torch.zeros_like(known)), (x, known)]:  # noqa: B020
         steps = []
-        out = sample_cached(model, x.clone(), known, torch.Generator().manual_seed(6),
-                            on_step=lambda index, params: steps.append((index, params.clone())))
+        out = sample_cached(
+            model,
+            x.clone(),
+            known,
+            torch.Generator().manual_seed(6),
+            on_step=lambda index, params: steps.append((index, params.clone())),  # noqa: B023 (called at once)
+        )
         with torch.no_grad():
             full = model(out)  # the logits of a subpixel depend only on the subpixels drawn before it
         assert len(steps) == int((~known.all(0)).sum())  # one per subpixel not known in every image

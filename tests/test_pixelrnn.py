@@ -3,6 +3,7 @@
 The generic properties (normalization, causality, chi-square sampling, save/load) are covered for both
 models by tests/test_autoregressive.py through tests/tiny_models.py.
 """
+
 import math
 
 import pytest
@@ -42,9 +43,9 @@ def test_cached_completion_equals_naive_completion(name, shape, levels, hidden):
     model = build(name, shape, levels, hidden=hidden, num_layers=2)
     x = torch.randint(0, levels, (8, *shape), generator=torch.Generator().manual_seed(3))
     known = torch.zeros_like(x, dtype=torch.bool)
-    known[:, :, : shape[1] // 2] = True           # a kept top half ...
-    known[:4, 0, -1, 1] = True                     # ... and some subpixels known in only part of the batch
-    known[:, -1, -1, -1] = True                    # and a last colour known everywhere (skipped draw)
+    known[:, :, : shape[1] // 2] = True  # a kept top half ...
+    known[:4, 0, -1, 1] = True  # ... and some subpixels known in only part of the batch
+    known[:, -1, -1, -1] = True  # and a last colour known everywhere (skipped draw)
     naive = model.sample(8, x=x, known=known, generator=torch.Generator().manual_seed(9), naive=True)
     cached = model.sample(8, x=x, known=known, generator=torch.Generator().manual_seed(9))
     assert torch.equal(cached, naive)
@@ -126,6 +127,6 @@ def test_skew_moves_row_r_right_by_r_and_unskew_inverts_it():
     s = skew(x)
     assert s.shape == (1, 1, 3, 6)
     for r in range(3):
-        assert torch.equal(s[0, 0, r, r:r + 4], x[0, 0, r])
+        assert torch.equal(s[0, 0, r, r : r + 4], x[0, 0, r])
         assert s[0, 0, r].count_nonzero() == 4
     assert torch.equal(unskew(s, 4), x)

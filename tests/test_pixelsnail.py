@@ -1,6 +1,7 @@
 """PixelSNAIL: exact causality (RGB order included) and full past context from the Jacobian, a planted
 attention leak that the same check catches, the initial loss, and cached sampling equal to naive sampling.
 The generic properties (normalization, sampling distribution, ...) are in test_autoregressive.py."""
+
 import math
 
 import pytest
@@ -102,11 +103,12 @@ def test_bad_options_are_clear_errors():
     genzoo.create("pixelsnail", (3, 4, 4), 4, channels=8, output="logistic")  # one colour group: any width
 
 
-CASES = [pytest.param((1, 5, 5), 2, {}, id="binary-1x5x5"),
-         pytest.param((3, 3, 3), 4, {}, id="rgb-3x3x3-L4"),
-         pytest.param((3, 3, 3), 4, {"output": "logistic", "num_mixtures": 3}, id="rgb-3x3x3-L4-logistic")]
+CASES = [
+    pytest.param((1, 5, 5), 2, {}, id="binary-1x5x5"),
+    pytest.param((3, 3, 3), 4, {}, id="rgb-3x3x3-L4"),
+    pytest.param((3, 3, 3), 4, {"output": "logistic", "num_mixtures": 3}, id="rgb-3x3x3-L4-logistic"),
+]
 BATCH = 8
-
 
 
 @pytest.mark.parametrize("shape,levels,options", CASES)

@@ -3,6 +3,7 @@ gives the same images as one full decoder pass per subpixel, for the same genera
 levels), and at every step the logits of a full pass. Images are small, so that a draw flipped by float
 rounding between the full convolution and the per-position matmul (a ~1e-7 event per draw) does not
 happen."""
+
 import pytest
 import torch
 
@@ -12,21 +13,31 @@ from genzoo.nn.distributions import symmetric_inputs
 from tiny_models import naive_and_cached_samples
 
 BATCH = 8
-CASES = [pytest.param((1, 6, 6), 2, "mlp", id="binary-1x6x6-mlp"),
-         pytest.param((3, 4, 4), 4, "mlp", id="rgb-3x4x4-L4-mlp"),
-         pytest.param((1, 8, 8), 3, "conv", id="1x8x8-L3-conv")]
+CASES = [
+    pytest.param((1, 6, 6), 2, "mlp", id="binary-1x6x6-mlp"),
+    pytest.param((3, 4, 4), 4, "mlp", id="rgb-3x4x4-L4-mlp"),
+    pytest.param((1, 8, 8), 3, "conv", id="1x8x8-L3-conv"),
+]
 
 
 def make_vae(shape, levels, architecture="mlp", **options):
     torch.manual_seed(0)
     pixelcnn = {"channels": 12, "output_channels": 6, "num_blocks": 2, "first_kernel": 5}
-    model = genzoo.create("vae", image_shape=shape, levels=levels, latent=3, hidden=[8, 8], architecture=architecture,
-                          decoder="pixelcnn", decoder_options=pixelcnn, **options)
+    model = genzoo.create(
+        "vae",
+        image_shape=shape,
+        levels=levels,
+        latent=3,
+        hidden=[8, 8],
+        architecture=architecture,
+        decoder="pixelcnn",
+        decoder_options=pixelcnn,
+        **options,
+    )
     with torch.no_grad():  # a random last layer (it starts at zero) and larger weights in the PixelCNN; m(z)
         for p in model.decoder.pixelcnn.parameters():  # keeps its initialization (larger saturates the pixels)
             p.add_(torch.randn_like(p) * 0.5)
     return model.eval()
-
 
 
 @pytest.mark.parametrize("shape,levels,architecture", CASES)
@@ -74,9 +85,14 @@ def test_logits_at_every_step_match_a_full_decoder_pass(shape, levels, architect
     steps = []
     with torch.no_grad():
         condition = decoder.condition(z)
-        out = pixelcnn_sampling.sample_cached(decoder.pixelcnn, x, torch.zeros_like(x, dtype=torch.bool),
-                                              torch.Generator().manual_seed(6), condition=condition,
-                                              on_step=lambda index, params: steps.append((index, params.clone())))
+        out = pixelcnn_sampling.sample_cached(
+            decoder.pixelcnn,
+            x,
+            torch.zeros_like(x, dtype=torch.bool),
+            torch.Generator().manual_seed(6),
+            condition=condition,
+            on_step=lambda index, params: steps.append((index, params.clone())),
+        )
         full = decoder(z, out)  # the logits of a subpixel depend only on the subpixels drawn before it
         unconditioned = decoder.pixelcnn.network(symmetric_inputs(out, levels))
     assert len(steps) == model.num_dims
@@ -95,8 +111,17 @@ def test_factorized_decoder_accepts_naive_and_has_no_cached_path():
 
 def test_two_layer_iwae_with_pixelcnn_decoder_samples_both_ways():
     torch.manual_seed(0)
-    model = genzoo.create("iwae", image_shape=(1, 5, 5), levels=2, latent=2, hidden=[8], stochastic_layers=2,
-                          top_latent=2, top_hidden=[8], decoder="pixelcnn",
-                          decoder_options={"channels": 4, "output_channels": 4, "num_blocks": 1}).eval()
+    model = genzoo.create(
+        "iwae",
+        image_shape=(1, 5, 5),
+        levels=2,
+        latent=2,
+        hidden=[8],
+        stochastic_layers=2,
+        top_latent=2,
+        top_hidden=[8],
+        decoder="pixelcnn",
+        decoder_options={"channels": 4, "output_channels": 4, "num_blocks": 1},
+    ).eval()
     naive, cached = naive_and_cached_samples(model, BATCH, 0)
     assert cached.shape == (BATCH, 1, 5, 5) and torch.equal(naive, cached)

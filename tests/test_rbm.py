@@ -6,6 +6,7 @@ not sum to one; a wrong tempering term or importance weight moves AIS off the ex
 test shows that too few betas do move it off, so the tolerance means something); a Gibbs sweep with
 a wrong conditional fails the chi-square test; a PCD chain outside the checkpoint breaks exact resume.
 """
+
 import itertools
 
 import pytest
@@ -24,7 +25,6 @@ from tiny_models import all_images, normal_weights_model, prototype_dataset
 
 def tiny_rbm(shape, levels, hidden, scale=1.0, seed=0, **options):
     return normal_weights_model("rbm", shape, levels, scale, seed, hidden=hidden, **options)
-
 
 
 def units(x, levels):
@@ -77,8 +77,10 @@ def test_ais_matches_the_exact_partition_and_fails_with_too_few_betas():
     low, high = model.last_ais["interval"]
     assert low <= exact <= high
     # the tolerance has power: with 10 betas the estimates scatter by ~0.2 nats and the check would fail
-    crude = [model.log_partition_ais(num_chains=200, num_betas=10, generator=torch.Generator().manual_seed(s))[0]
-             for s in range(4)]
+    crude = [
+        model.log_partition_ais(num_chains=200, num_betas=10, generator=torch.Generator().manual_seed(s))[0]
+        for s in range(4)
+    ]
     assert max(abs(c - exact) for c in crude) > 0.1
 
 
@@ -86,8 +88,9 @@ def test_ais_with_softmax_visibles_and_a_base_rate_model():
     model = tiny_rbm((1, 2, 3), 3, hidden=8, scale=0.5)
     exact = model.log_partition_exact()
     base = model.visible_bias.detach().clone()  # any base-rate biases give a consistent estimator
-    log_z, _ = model.log_partition_ais(num_chains=200, num_betas=2000, base_rate_visible_bias=base,
-                                       generator=torch.Generator().manual_seed(1))
+    log_z, _ = model.log_partition_ais(
+        num_chains=200, num_betas=2000, base_rate_visible_bias=base, generator=torch.Generator().manual_seed(1)
+    )
     assert abs(log_z - exact) < 0.05
 
 
@@ -158,8 +161,19 @@ def tiny_dataset(n=256):
 
 
 def rbm_config(max_steps):  # eval_max_images=0: an RBM has no log Z while it trains
-    return TrainConfig(batch_size=32, lr=0.1, optimizer="sgd", momentum=0.5, grad_clip=None, max_steps=max_steps,
-                       eval_max_images=0, log_every=10, checkpoint_every=1000, progress=False, device="cpu")
+    return TrainConfig(
+        batch_size=32,
+        lr=0.1,
+        optimizer="sgd",
+        momentum=0.5,
+        grad_clip=None,
+        max_steps=max_steps,
+        eval_max_images=0,
+        log_every=10,
+        checkpoint_every=1000,
+        progress=False,
+        device="cpu",
+    )
 
 
 def exact_nll(model, data):

@@ -4,6 +4,7 @@ Each test can fail: a resume that forgets a random state, an optimizer moment, t
 position changes a loss in the last digit; a NaN that gets saved makes the checkpoint unloadable;
 a DDP step that differs from the 1-process global-batch step shows in the weights.
 """
+
 import json
 import math
 import os
@@ -16,20 +17,28 @@ import pytest
 import torch
 
 import genzoo
+from ddp_worker import TinyDensity, tiny_dataset, tiny_model
+from ddp_worker import main as worker_main
 from genzoo.checkpoint import load_tensors
 from genzoo.models.base import GenerativeModel
 from genzoo.models.independent import IndependentPixels
 from genzoo.optim import learning_rate
 from genzoo.train import CHECKPOINT_FILE, NonFiniteLossError, TrainConfig, train
 
-from ddp_worker import TinyDensity, main as worker_main, tiny_dataset, tiny_model
-
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
 def config(**overrides) -> TrainConfig:
-    base = dict(batch_size=8, lr=0.05, log_every=1, eval_every=10, checkpoint_every=10, eval_max_images=8,
-                progress=False, device="cpu")
+    base = dict(
+        batch_size=8,
+        lr=0.05,
+        log_every=1,
+        eval_every=10,
+        checkpoint_every=10,
+        eval_max_images=8,
+        progress=False,
+        device="cpu",
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -55,6 +64,7 @@ def independent(shape=(1, 4, 4), levels=3, cls=IndependentPixels, **attrs):
 
 class SignalAt(TinyDensity):
     """Sends itself ``sig`` during the training loss of call number ``at`` (1-based)."""
+
     at, sig, calls = None, signal.SIGINT, 0
 
     def loss(self, x, y=None):
@@ -66,6 +76,7 @@ class SignalAt(TinyDensity):
 
 class NaNAt(IndependentPixels):
     """Returns a NaN loss at training call number ``at``."""
+
     at, calls = None, 0
 
     def loss(self, x, y=None):
@@ -94,8 +105,15 @@ def test_training_learns_logs_and_saves_a_loadable_model(tmp_path):
 
 
 def resume_config(max_steps: int) -> TrainConfig:
-    return config(max_steps=max_steps, optimizer="adamw", weight_decay=0.01, schedule="cosine", warmup_steps=3,
-                  decay_steps=40, ema_decay=0.95)
+    return config(
+        max_steps=max_steps,
+        optimizer="adamw",
+        weight_decay=0.01,
+        schedule="cosine",
+        warmup_steps=3,
+        decay_steps=40,
+        ema_decay=0.95,
+    )
 
 
 def train_resumable(run_dir, max_steps, model=None, seed=0):
@@ -119,8 +137,9 @@ def test_resume_is_exact(tmp_path):
     assert [r["step"] for r in reference] == list(range(1, 41))
     for run in ("b", "c"):
         records = log_records(tmp_path / run)
-        assert [(r["step"], r["loss"], r["lr"]) for r in records] == \
-               [(r["step"], r["loss"], r["lr"]) for r in reference]
+        assert [(r["step"], r["loss"], r["lr"]) for r in records] == [
+            (r["step"], r["loss"], r["lr"]) for r in reference
+        ]
         for prefix in ("model.", "ema.", "optimizer."):
             expected, got = saved(tmp_path / "a", prefix), saved(tmp_path / run, prefix)
             assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
@@ -210,8 +229,17 @@ def test_ddp_matches_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               str(WORKER), str(tmp_path / "ddp"), "--steps", "12"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(WORKER),
+        str(tmp_path / "ddp"),
+        "--steps",
+        "12",
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-3000:]
     assert worker_main([str(tmp_path / "one"), "--steps", "12"]) == 0

@@ -4,6 +4,7 @@ With a 1-dimensional latent (and a 1-dimensional z2 for two stochastic layers) l
 quadrature on a dense grid, so the bounds can be compared with the truth: ELBO <= E[k-sample estimate],
 rising with k, reaching log p(x); and samples can be tested against exp(log p(x)) with a chi-square test.
 """
+
 import itertools
 import math
 
@@ -12,17 +13,19 @@ import torch
 from scipy.stats import chisquare
 
 import genzoo
+from ddp_worker import tiny_dataset
 from genzoo.checkpoint import save_model
 from genzoo.evaluate import evaluate_bound, evaluate_model, latent_bounds
 from genzoo.nn.distributions import discrete_log_prob
 from genzoo.nn.gaussian import gaussian_log_prob, standard_normal_log_prob
 from genzoo.train import TrainConfig, train
 
-from ddp_worker import tiny_dataset
-
 TINY = (1, 2, 2)
-CASES = [pytest.param(2, 1, id="binary-1layer"), pytest.param(3, 1, id="L3-1layer"),
-         pytest.param(2, 2, id="binary-2layers")]
+CASES = [
+    pytest.param(2, 1, id="binary-1layer"),
+    pytest.param(3, 1, id="L3-1layer"),
+    pytest.param(2, 2, id="binary-2layers"),
+]
 
 
 def build(levels=2, layers=1, name="vae", seed=0, scale=0.5, shape=TINY, **options):
@@ -59,7 +62,9 @@ def exact_log_prob(model, x):
     else:
         z2, dz2 = grid(-9.0, 9.0, 901)
         mu, log_var = model.top_decoder(z2.float())
-        joint = standard_normal_log_prob(z2)[:, None] + gaussian_log_prob(z1[None].float(), mu[:, None], log_var[:, None])
+        joint = standard_normal_log_prob(z2)[:, None] + gaussian_log_prob(
+            z1[None].float(), mu[:, None], log_var[:, None]
+        )
         log_pz1 = torch.logsumexp(joint.double(), 0) + math.log(dz2)
     return torch.logsumexp(log_px + log_pz1[:, None], 0) + math.log(dz1)
 
@@ -119,8 +124,10 @@ def test_estimate_is_finite_and_independent_of_chunk_size():
         rough = model.log_prob_estimate(x, num_samples=4, generator=torch.Generator().manual_seed(0))
         x = x[rough.argsort()[:8]]  # the least likely images: exp(log w) is 0 in float32 for all of them
         assert model.log_prob_estimate(x, num_samples=4, generator=torch.Generator().manual_seed(0)).max() < -120
-        runs = [model.log_prob_estimate(x, num_samples=5000, generator=torch.Generator().manual_seed(3), chunk_size=c)
-                for c in (5000, 7, None)]
+        runs = [
+            model.log_prob_estimate(x, num_samples=5000, generator=torch.Generator().manual_seed(3), chunk_size=c)
+            for c in (5000, 7, None)
+        ]
     assert all(torch.isfinite(r).all() for r in runs)
     for other in runs[1:]:
         torch.testing.assert_close(other, runs[0], rtol=1e-5, atol=1e-3)
@@ -164,8 +171,9 @@ def test_kl_warmup_weight_and_step_counter():
 
 
 def _train(run_dir, steps, model=None, **overrides):
-    config = TrainConfig(batch_size=16, lr=0.01, max_steps=steps, progress=False, device="cpu",
-                         log_every=5, **overrides)
+    config = TrainConfig(
+        batch_size=16, lr=0.01, max_steps=steps, progress=False, device="cpu", log_every=5, **overrides
+    )
     if model is None:
         torch.manual_seed(0)
         model = genzoo.create("vae", image_shape=(1, 4, 4), levels=3, latent=2, hidden=[16], kl_warmup_steps=20)
@@ -205,12 +213,15 @@ def test_save_load_round_trip(tmp_path, layers):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("shape,levels,options", [
-    ((1, 2, 3), 2, {"latent": 3, "hidden": [8]}),
-    ((1, 8, 8), 17, {"architecture": "conv", "latent": 4, "hidden": [4, 8]}),
-    ((3, 5, 7), 4, {"architecture": "conv", "latent": 4, "hidden": [4, 4, 4]}),
-    ((1, 3, 3), 2, {"latent": 3, "hidden": [8], "stochastic_layers": 2, "top_latent": 2, "top_hidden": [8]}),
-])
+@pytest.mark.parametrize(
+    "shape,levels,options",
+    [
+        ((1, 2, 3), 2, {"latent": 3, "hidden": [8]}),
+        ((1, 8, 8), 17, {"architecture": "conv", "latent": 4, "hidden": [4, 8]}),
+        ((3, 5, 7), 4, {"architecture": "conv", "latent": 4, "hidden": [4, 4, 4]}),
+        ((1, 3, 3), 2, {"latent": 3, "hidden": [8], "stochastic_layers": 2, "top_latent": 2, "top_hidden": [8]}),
+    ],
+)
 def test_sample_shapes_ranges_and_determinism(shape, levels, options):
     torch.manual_seed(0)
     model = genzoo.create("vae", image_shape=shape, levels=levels, **options)
@@ -241,8 +252,12 @@ def test_evaluate_bound_scores_every_image():
 
 
 def test_bad_options_are_clear_errors():
-    for options, match in (({"objective": "nope"}, "objective"), ({"architecture": "rnn"}, "architecture"),
-                           ({"num_samples": 0}, "num_samples"), ({"stochastic_layers": 3}, "stochastic_layers")):
+    for options, match in (
+        ({"objective": "nope"}, "objective"),
+        ({"architecture": "rnn"}, "architecture"),
+        ({"num_samples": 0}, "num_samples"),
+        ({"stochastic_layers": 3}, "stochastic_layers"),
+    ):
         with pytest.raises(ValueError, match=match):
             genzoo.create("vae", image_shape=TINY, levels=2, **options)
     with pytest.raises(ValueError, match="values in"):

@@ -4,6 +4,7 @@ log-determinants, invertibility, autoregressive structure, normalized densities)
 log p(x | z)), and bounds below log p(x) computed by quadrature over a 1- or 2-dimensional latent;
 then the deterministic auto-encoder baseline.
 """
+
 import itertools
 import math
 
@@ -12,14 +13,13 @@ import torch
 from scipy.stats import chisquare
 
 import genzoo
+from ddp_worker import tiny_dataset
 from genzoo.checkpoint import save_model
 from genzoo.data.base import ImageSplit
 from genzoo.evaluate import evaluate_bound, evaluate_model
 from genzoo.models.latent.flows import Flow
 from genzoo.nn.distributions import discrete_log_prob
 from genzoo.nn.gaussian import standard_normal_log_prob
-
-from ddp_worker import tiny_dataset
 
 TINY = (1, 2, 2)
 SMALL_PIXELCNN = {"channels": 4, "output_channels": 4, "num_blocks": 1, "first_kernel": 3}
@@ -72,8 +72,13 @@ def check_bounds(model, x, y=None, reps=100):
         mean = lambda values: values.reshape(reps, -1).mean(0)  # noqa: E731 (per image, over repeated draws)
         elbo = mean(model.elbo(many, labels, generator=g))
         k10 = mean(model.log_prob_estimate(many, labels, num_samples=10, generator=g))
-        k500 = model.log_prob_estimate(x.repeat(4, 1, 1, 1), None if y is None else y.repeat(4), num_samples=500,
-                                       generator=g).reshape(4, -1).mean(0)
+        k500 = (
+            model.log_prob_estimate(
+                x.repeat(4, 1, 1, 1), None if y is None else y.repeat(4), num_samples=500, generator=g
+            )
+            .reshape(4, -1)
+            .mean(0)
+        )
     gap = (exact - elbo).mean()
     assert gap > 0.05, "the test model's posterior should be imperfect"
     assert elbo.mean() + 0.2 * gap < k10.mean() < k500.mean() <= exact.mean() + 0.01
@@ -96,7 +101,7 @@ def test_flow_log_det_is_the_jacobian_log_det(kind):
         flow, h = flow_and_context(kind, seed=seed)
         z = torch.randn(3, dtype=torch.float64)
         _, log_det = flow(z, h)
-        jacobian = torch.autograd.functional.jacobian(lambda v: flow(v, h)[0], z)
+        jacobian = torch.autograd.functional.jacobian(lambda v: flow(v, h)[0], z)  # noqa: B023 (called at once)
         sign, expected = torch.linalg.slogdet(jacobian)
         assert sign > 0 and log_det.item() == pytest.approx(expected.item(), abs=1e-9)
 
@@ -105,7 +110,7 @@ def test_flow_log_det_is_the_jacobian_log_det(kind):
 def test_flow_is_invertible_and_broadcasts_over_samples(kind):
     flow, _ = flow_and_context(kind)
     h = torch.randn(5, flow.context_features, dtype=torch.float64) * 2  # one context per example
-    z = torch.randn(4, 5, 3, dtype=torch.float64) * 3                 # 4 samples of 5 examples
+    z = torch.randn(4, 5, 3, dtype=torch.float64) * 3  # 4 samples of 5 examples
     out, log_det = flow(z, h)
     assert out.shape == z.shape and log_det.shape == (4, 5)
     torch.testing.assert_close(flow.inverse(out, h), z, atol=1e-9, rtol=0)
@@ -204,8 +209,19 @@ def test_conditional_samples_follow_p_x_given_y_and_labels_are_validated():
 
 def test_conditional_conv_model_and_evaluation_with_labels():
     torch.manual_seed(0)
-    model = genzoo.create("iwae", image_shape=(1, 5, 6), levels=4, latent=3, hidden=[4, 4], architecture="conv",
-                          num_classes=10, flow="planar", stochastic_layers=2, top_latent=2, top_hidden=[8])
+    model = genzoo.create(
+        "iwae",
+        image_shape=(1, 5, 6),
+        levels=4,
+        latent=3,
+        hidden=[4, 4],
+        architecture="conv",
+        num_classes=10,
+        flow="planar",
+        stochastic_layers=2,
+        top_latent=2,
+        top_hidden=[8],
+    )
     images, labels = torch.randint(0, 4, (23, 1, 5, 6)), torch.randint(0, 10, (23,))
     model.train()
     loss = model.loss(images, labels)
@@ -221,8 +237,17 @@ def test_conditional_conv_model_and_evaluation_with_labels():
 
 def test_pixelcnn_decoder_is_causal_given_z_and_uses_z():
     torch.manual_seed(0)
-    model = perturb(genzoo.create("vae", image_shape=(3, 3, 3), levels=4, latent=2, hidden=[8], decoder="pixelcnn",
-                                  decoder_options={"channels": 12, "output_channels": 6, "num_blocks": 2})).double()
+    model = perturb(
+        genzoo.create(
+            "vae",
+            image_shape=(3, 3, 3),
+            levels=4,
+            latent=2,
+            hidden=[8],
+            decoder="pixelcnn",
+            decoder_options={"channels": 12, "output_channels": 6, "num_blocks": 2},
+        )
+    ).double()
     pixelcnn, d = model.decoder.pixelcnn, 27
     z = torch.randn(1, 2, dtype=torch.float64)
     condition = model.decoder.condition(z)
@@ -230,8 +255,9 @@ def test_pixelcnn_decoder_is_causal_given_z_and_uses_z():
     total = torch.zeros(d, d, dtype=torch.float64)
     for seed in range(3):
         u = torch.rand(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2 - 1
-        jac = torch.autograd.functional.jacobian(lambda v: pixelcnn.network(v.reshape(1, 3, 3, 3), condition)
-                                                 .reshape(d, -1), u)
+        jac = torch.autograd.functional.jacobian(
+            lambda v: pixelcnn.network(v.reshape(1, 3, 3, 3), condition).reshape(d, -1), u
+        )
         total += jac.abs().sum(1)
     total = total[order][:, order]  # rows: outputs, columns: inputs, both in generation order
     assert torch.all(total.triu() == 0), "an output sees its own or a later subpixel"
@@ -264,15 +290,26 @@ def test_pixelcnn_decoder_samples_follow_the_model():
 
 
 def test_bad_extension_options_are_clear_errors():
-    for options, match in (({"flow": "nope"}, "flow"), ({"decoder": "rnn"}, "decoder"),
-                           ({"flow": "iaf", "flow_steps": 0}, "flow_steps"), ({"num_classes": 0}, "num_classes"),
-                           ({"decoder": "pixelcnn", "decoder_options": {"channels": 3}}, "channels")):
+    for options, match in (
+        ({"flow": "nope"}, "flow"),
+        ({"decoder": "rnn"}, "decoder"),
+        ({"flow": "iaf", "flow_steps": 0}, "flow_steps"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"decoder": "pixelcnn", "decoder_options": {"channels": 3}}, "channels"),
+    ):
         with pytest.raises(ValueError, match=match):
             genzoo.create("vae", image_shape=TINY, levels=2, **options)
 
 
-@pytest.mark.parametrize("options", [{"flow": "iaf", "flow_hidden": [16]}, {"flow": "planar"}, {"num_classes": 3},
-                                     {"decoder": "pixelcnn", "decoder_options": SMALL_PIXELCNN}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"flow": "iaf", "flow_hidden": [16]},
+        {"flow": "planar"},
+        {"num_classes": 3},
+        {"decoder": "pixelcnn", "decoder_options": SMALL_PIXELCNN},
+    ],
+)
 def test_training_raises_the_bound(options):
     images = tiny_dataset().train.images.long()
     labels = torch.arange(len(images)) % 3 if "num_classes" in options else None
@@ -281,7 +318,7 @@ def test_training_raises_the_bound(options):
     bound = lambda: model.elbo(images, labels, generator=torch.Generator().manual_seed(0)).mean().item()  # noqa: E731
     before = bound()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    for step in range(60):
+    for _ in range(60):
         index = torch.randperm(len(images))[:32]
         loss = model.loss(images[index], None if labels is None else labels[index])
         optimizer.zero_grad()
@@ -314,13 +351,19 @@ def test_autoencoder_loss_evaluation_and_code_statistics(tmp_path):
     model.fit_codes(images)
     codes = model.code(images)
     torch.testing.assert_close(model.code_mean, codes.mean(0))
-    torch.testing.assert_close(model.code_distribution().covariance_matrix,
-                               torch.cov(codes.t(), correction=0) + 1e-4 * torch.eye(2), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        model.code_distribution().covariance_matrix,
+        torch.cov(codes.t(), correction=0) + 1e-4 * torch.eye(2),
+        atol=1e-5,
+        rtol=1e-4,
+    )
     samples = model.sample(5, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (5, 1, 4, 4) and samples.max() < 3
     result = evaluate_model(model, split, batch_size=40)
     assert result["kind"] == "reconstruction" and result["n"] == 96
-    assert result["reconstruction_nats"] == pytest.approx(-model.reconstruction_log_prob(images).mean().item(), rel=1e-5)
+    assert result["reconstruction_nats"] == pytest.approx(
+        -model.reconstruction_log_prob(images).mean().item(), rel=1e-5
+    )
     save_model(tmp_path / "model.safetensors", model)
     loaded = genzoo.load(tmp_path)
     assert torch.equal(loaded.code_mean, model.code_mean) and int(loaded.code_batches) == int(model.code_batches)

@@ -4,26 +4,70 @@ enumerate every image, and the enumeration itself.
 name -> list of (image_shape, levels, options). Each model appears with binary data and with
 multi-level data; models that handle colour also appear with 3 channels (RGB ordering).
 """
+
 TINY = {
     "independent": [((1, 2, 2), 2, {}), ((1, 2, 2), 3, {})],
     "fvsbn": [((1, 2, 3), 2, {}), ((1, 2, 2), 3, {})],
     "nade": [((1, 2, 3), 2, {"hidden": 8}), ((1, 2, 2), 3, {"hidden": 8})],
-    "made": [((1, 2, 3), 2, {"hidden": [16, 16], "num_masks": 1}),
-             ((1, 2, 3), 2, {"hidden": [16, 16], "num_masks": 3}),
-             ((1, 2, 2), 3, {"hidden": [16], "num_masks": 2})],
-    "pixelcnn": [((1, 2, 3), 2, {"channels": 8, "num_blocks": 1}),
-                 ((1, 3, 3), 3, {"channels": 8, "num_blocks": 2}),
-                 ((3, 1, 2), 3, {"channels": 12, "num_blocks": 1})],
-    "pixelcnn++": [((1, 2, 3), 2, {"channels": 8, "num_resnet": 1, "num_resolutions": 2}), ((1, 3, 3), 3, {"channels": 8, "num_resnet": 1, "num_mixtures": 2, "num_resolutions": 2, "weight_norm": True}), ((3, 1, 2), 3, {"channels": 8, "num_resnet": 1, "num_mixtures": 2, "num_resolutions": 2})],
-    "gated-pixelcnn": [((1, 2, 3), 2, {"channels": 8, "num_layers": 2, "kernel_size": 3}),
-                       ((1, 3, 3), 3, {"channels": 8, "num_layers": 2, "kernel_size": 3}),
-                       ((3, 1, 2), 3, {"channels": 6, "num_layers": 2, "kernel_size": 3})],
-    "row-lstm": [((1, 2, 3), 2, {"hidden": 4, "num_layers": 2}), ((1, 3, 3), 3, {"hidden": 4, "num_layers": 2}), ((3, 1, 2), 3, {"hidden": 6, "num_layers": 2})],
-    "diagonal-bilstm": [((1, 2, 3), 2, {"hidden": 4, "num_layers": 2}), ((1, 3, 3), 3, {"hidden": 4, "num_layers": 2}), ((3, 1, 2), 3, {"hidden": 6, "num_layers": 2})],
-    "pixelsnail": [((1, 2, 3), 2, {"channels": 4, "num_blocks": 1, "num_resnet": 1, "key_channels": 4, "value_channels": 4}),
-                   ((1, 3, 3), 3, {"channels": 4, "num_blocks": 2, "num_resnet": 1, "key_channels": 4, "value_channels": 4}),
-                   ((3, 1, 2), 3, {"channels": 6, "num_blocks": 1, "num_resnet": 1, "key_channels": 4, "value_channels": 4, "attention_heads": 2}),
-                   ((3, 1, 2), 3, {"channels": 4, "num_blocks": 1, "num_resnet": 1, "key_channels": 4, "value_channels": 4, "output": "logistic", "num_mixtures": 2})],
+    "made": [
+        ((1, 2, 3), 2, {"hidden": [16, 16], "num_masks": 1}),
+        ((1, 2, 3), 2, {"hidden": [16, 16], "num_masks": 3}),
+        ((1, 2, 2), 3, {"hidden": [16], "num_masks": 2}),
+    ],
+    "pixelcnn": [
+        ((1, 2, 3), 2, {"channels": 8, "num_blocks": 1}),
+        ((1, 3, 3), 3, {"channels": 8, "num_blocks": 2}),
+        ((3, 1, 2), 3, {"channels": 12, "num_blocks": 1}),
+    ],
+    "pixelcnn++": [
+        ((1, 2, 3), 2, {"channels": 8, "num_resnet": 1, "num_resolutions": 2}),
+        ((1, 3, 3), 3, {"channels": 8, "num_resnet": 1, "num_mixtures": 2, "num_resolutions": 2, "weight_norm": True}),
+        ((3, 1, 2), 3, {"channels": 8, "num_resnet": 1, "num_mixtures": 2, "num_resolutions": 2}),
+    ],
+    "gated-pixelcnn": [
+        ((1, 2, 3), 2, {"channels": 8, "num_layers": 2, "kernel_size": 3}),
+        ((1, 3, 3), 3, {"channels": 8, "num_layers": 2, "kernel_size": 3}),
+        ((3, 1, 2), 3, {"channels": 6, "num_layers": 2, "kernel_size": 3}),
+    ],
+    "row-lstm": [
+        ((1, 2, 3), 2, {"hidden": 4, "num_layers": 2}),
+        ((1, 3, 3), 3, {"hidden": 4, "num_layers": 2}),
+        ((3, 1, 2), 3, {"hidden": 6, "num_layers": 2}),
+    ],
+    "diagonal-bilstm": [
+        ((1, 2, 3), 2, {"hidden": 4, "num_layers": 2}),
+        ((1, 3, 3), 3, {"hidden": 4, "num_layers": 2}),
+        ((3, 1, 2), 3, {"hidden": 6, "num_layers": 2}),
+    ],
+    "pixelsnail": [
+        ((1, 2, 3), 2, {"channels": 4, "num_blocks": 1, "num_resnet": 1, "key_channels": 4, "value_channels": 4}),
+        ((1, 3, 3), 3, {"channels": 4, "num_blocks": 2, "num_resnet": 1, "key_channels": 4, "value_channels": 4}),
+        (
+            (3, 1, 2),
+            3,
+            {
+                "channels": 6,
+                "num_blocks": 1,
+                "num_resnet": 1,
+                "key_channels": 4,
+                "value_channels": 4,
+                "attention_heads": 2,
+            },
+        ),
+        (
+            (3, 1, 2),
+            3,
+            {
+                "channels": 4,
+                "num_blocks": 1,
+                "num_resnet": 1,
+                "key_channels": 4,
+                "value_channels": 4,
+                "output": "logistic",
+                "num_mixtures": 2,
+            },
+        ),
+    ],
 }
 
 
@@ -34,8 +78,11 @@ def cases():
     out = []
     for name, configs in TINY.items():
         for shape, levels, options in configs:
-            out.append(pytest.param(name, shape, levels, options,
-                                    id=f"{name}-{'x'.join(map(str, shape))}-L{levels}-{len(out)}"))
+            out.append(
+                pytest.param(
+                    name, shape, levels, options, id=f"{name}-{'x'.join(map(str, shape))}-L{levels}-{len(out)}"
+                )
+            )
     return out
 
 

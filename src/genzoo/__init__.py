@@ -1,13 +1,14 @@
 """genzoo: deep generative models with honest likelihoods.
 
-    import genzoo
-    model = genzoo.create("pixelcnn", image_shape=(1, 28, 28), levels=2)
-    model.loss(x)            # mean nats per example
-    model.log_prob(x)        # exact log-likelihood per image, nats
-    model.sample(16)         # LongTensor (16, 1, 28, 28)
-    model = genzoo.load("runs/pixelcnn-binarized-mnist")                  # the last weights
-    model = genzoo.load("runs/pixelcnn-binarized-mnist", weights="best")  # at the best validation score
+import genzoo
+model = genzoo.create("pixelcnn", image_shape=(1, 28, 28), levels=2)
+model.loss(x)            # mean nats per example
+model.log_prob(x)        # exact log-likelihood per image, nats
+model.sample(16)         # LongTensor (16, 1, 28, 28)
+model = genzoo.load("runs/pixelcnn-binarized-mnist")                  # the last weights
+model = genzoo.load("runs/pixelcnn-binarized-mnist", weights="best")  # at the best validation score
 """
+
 from genzoo.checkpoint import load
 from genzoo.registry import create, describe
 

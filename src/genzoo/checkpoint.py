@@ -4,6 +4,7 @@ Nothing here ever unpickles: a ``torch.save``/pickle file passed as a checkpoint
 clear message. Writes are atomic (temporary file + rename), so an interrupted save never leaves a
 half-written checkpoint behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 METADATA_KEY = "genzoo"
-MODEL_FILE = "model.safetensors"        # a run's last weights
-BEST_FILE = "model_best.safetensors"    # a run's weights at its best validation score (early stopping)
-WEIGHTS = ("last", "best", "auto")      # which weights of a run directory ``load`` reads
+MODEL_FILE = "model.safetensors"  # a run's last weights
+BEST_FILE = "model_best.safetensors"  # a run's weights at its best validation score (early stopping)
+WEIGHTS = ("last", "best", "auto")  # which weights of a run directory ``load`` reads
 
 
 class CheckpointError(ValueError):
@@ -47,8 +48,10 @@ def _unreadable(path: Path, err: Exception) -> CheckpointError:
     with open(path, "rb") as f:
         head = f.read(2)
     if head[:1] == b"\x80" or head == b"PK":
-        return CheckpointError(f"{path} is a pickle/torch.save file; genzoo only loads safetensors checkpoints "
-                               "and never unpickles (pickles can run arbitrary code)")
+        return CheckpointError(
+            f"{path} is a pickle/torch.save file; genzoo only loads safetensors checkpoints "
+            "and never unpickles (pickles can run arbitrary code)"
+        )
     return CheckpointError(f"{path} is not a readable safetensors checkpoint (corrupt or truncated): {err}")
 
 
@@ -63,14 +66,18 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise _unreadable(path, err) from None
     if raw is None:
-        raise CheckpointError(f"{path} is a safetensors file but not a genzoo checkpoint (no '{METADATA_KEY}' metadata)")
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a genzoo checkpoint (no '{METADATA_KEY}' metadata)"
+        )
     try:
         return json.loads(raw)
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} has unreadable metadata: {err}") from None
 
 
-def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_tensors(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a file written by ``save_tensors``: (tensors, metadata). Only safetensors is ever parsed."""
     metadata = read_metadata(path)  # checks the file and its genzoo metadata first
     try:
@@ -81,6 +88,7 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") ->
 
 
 # Nested state (optimizer state dicts, RNG states) <-> flat tensors + a JSON skeleton.
+
 
 def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     """Replace every tensor in ``obj`` by a reference, storing it in ``tensors``; returns JSON-able data."""
@@ -115,14 +123,22 @@ def unflatten_state(data: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 # Models.
 
-def save_model(path: str | os.PathLike, model, ema_state: dict[str, torch.Tensor] | None = None,
-               extra: dict[str, Any] | None = None) -> None:
+
+def save_model(
+    path: str | os.PathLike,
+    model,
+    ema_state: dict[str, torch.Tensor] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Save weights (and EMA weights, if any) with the model's config; ``extra`` is free JSON (data, results)."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     if ema_state is not None:
         tensors.update({f"ema.{k}": v for k, v in ema_state.items()})
-    save_tensors(path, tensors, {"format": "genzoo-model/1", "model": model.config,
-                                 "has_ema": ema_state is not None, **(extra or {})})
+    save_tensors(
+        path,
+        tensors,
+        {"format": "genzoo-model/1", "model": model.config, "has_ema": ema_state is not None, **(extra or {})},
+    )
 
 
 def resolve_model_file(path: str | os.PathLike, weights: str = "last") -> Path:
@@ -140,9 +156,11 @@ def resolve_model_file(path: str | os.PathLike, weights: str = "last") -> Path:
         return path
     best = path / BEST_FILE
     if weights == "best" and not best.is_file():
-        raise CheckpointError(f"{path} has no best-validation weights ({BEST_FILE}): the run never validated, or "
-                              "trained with keep_best off or a model that is not selected by validation; "
-                              "use the last weights")
+        raise CheckpointError(
+            f"{path} has no best-validation weights ({BEST_FILE}): the run never validated, or "
+            "trained with keep_best off or a model that is not selected by validation; "
+            "use the last weights"
+        )
     return best if weights == "best" or (weights == "auto" and best.is_file()) else path / MODEL_FILE
 
 
@@ -181,13 +199,16 @@ def load(path: str | os.PathLike, *, weights: str = "last", ema: bool = True, de
     config = dict(meta["model"])
     model = create(config.pop("name"), **config)
     which = "ema." if ema and meta.get("has_ema") else "model."
-    state = {k[len(which):]: v for k, v in tensors.items() if k.startswith(which)}
+    state = {k[len(which) :]: v for k, v in tensors.items() if k.startswith(which)}
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"{file} does not match its model config: {err}") from None
     fell_back = weights == "auto" and Path(path).is_dir() and file.name == MODEL_FILE
     label = describe_weights(meta, "no best-validation weights saved" if fell_back else "")
-    model.checkpoint_info = {**{k: v for k, v in meta.items() if k not in ("model",)},
-                             "file": str(file), "weights": label}
+    model.checkpoint_info = {
+        **{k: v for k, v in meta.items() if k not in ("model",)},
+        "file": str(file),
+        "weights": label,
+    }
     return model.to(device).eval()

@@ -9,6 +9,7 @@ unconditional explicit models (``models[c].log_prob(x)``). ``LogisticRegressionC
 p(y | x) directly on the same pixels: the discriminative partner of naive Bayes in Ng & Jordan (2002).
 Both share the small surface ``fit`` / ``predict_log_proba`` / ``predict`` / ``accuracy``.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,7 +40,7 @@ class GenerativeClassifier:
             self.models, self.num_classes = models, int(models.num_classes)
         else:
             raise ValueError("pass one class-conditional model (conditional=True) or a list of per-class models")
-        for model in (self.models if isinstance(self.models, list) else [self.models]):
+        for model in self.models if isinstance(self.models, list) else [self.models]:
             if not hasattr(model, "log_prob"):
                 raise TypeError(f"{type(model).__name__} has no exact log_prob: it cannot classify by Bayes' rule")
         if log_prior is None:
@@ -55,7 +56,7 @@ class GenerativeClassifier:
         """log p(x | y=c) for every image and class, float64 (N, classes) on the CPU, nats."""
         out = []
         for start in range(0, x.shape[0], self.batch_size):
-            xb = x[start:start + self.batch_size]
+            xb = x[start : start + self.batch_size]
             out.append(torch.stack([self._log_likelihood(xb, c) for c in range(self.num_classes)], dim=1))
         return torch.cat(out) if out else torch.zeros(0, self.num_classes, dtype=torch.float64)
 
@@ -106,7 +107,8 @@ class LogisticRegressionClassifier:
             raise RuntimeError("call fit first")
         out = torch.full((images.shape[0], self.num_classes), -math.inf, dtype=torch.float64)
         out[:, torch.as_tensor(self.model.classes_).long()] = torch.from_numpy(
-            self.model.predict_log_proba(self._features(images))).double()
+            self.model.predict_log_proba(self._features(images))
+        ).double()
         return out
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:

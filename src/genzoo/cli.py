@@ -14,6 +14,7 @@ Errors in what the user asked for (bad arguments, unknown models or datasets, a 
 holds another model, corrupt files) end with one line on stderr (a missing dataset adds the list of
 files to place) and exit code 2, and write nothing. GENZOO_DEBUG=1 shows the traceback instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,6 +50,7 @@ def positive(kind):
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be positive, got {text}")
         return value
+
     return parse
 
 
@@ -72,33 +74,61 @@ def train_config(args):
         args.steps = args.steps or 1
     if args.steps is None and args.epochs is None and args.time is None:
         raise UsageError("give a training budget: --steps, --epochs and/or --time (seconds)")
-    return TrainConfig(batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, momentum=args.momentum,
-                       weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup,
-                       grad_clip=args.grad_clip, ema_decay=args.ema, max_steps=args.steps,
-                       max_epochs=args.epochs, max_time=args.time, eval_every=args.eval_every,
-                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, seed=args.seed,
-                       device=args.device, compile=args.compile, amp=args.amp, progress=not args.quiet,
-                       eval_max_images=args.eval_max_images, keep_best=not getattr(args, "no_keep_best", False),
-                       **({"lr_decay": args.lr_decay} if args.lr_decay else {}))
+    return TrainConfig(
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        warmup_steps=args.warmup,
+        grad_clip=args.grad_clip,
+        ema_decay=args.ema,
+        max_steps=args.steps,
+        max_epochs=args.epochs,
+        max_time=args.time,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+        seed=args.seed,
+        device=args.device,
+        compile=args.compile,
+        amp=args.amp,
+        progress=not args.quiet,
+        eval_max_images=args.eval_max_images,
+        keep_best=not getattr(args, "no_keep_best", False),
+        **({"lr_decay": args.lr_decay} if args.lr_decay else {}),
+    )
 
 
 def cmd_train(args) -> int:
-    from genzoo.workflow import train_and_evaluate
-
     from genzoo.registry import model_class
+    from genzoo.workflow import train_and_evaluate
 
     options = dict(parse_option(o) for o in args.option)
     if args.fit is None and hasattr(model_class(args.model), "fit"):
         args.fit = "closed-form"  # e.g. naive Bayes: maximum likelihood by counting
     run_dir = Path(args.run_dir or f"runs/{args.model}-{args.data}")
-    results = train_and_evaluate(args.model, args.data, run_dir, train_config(args), data_dir=args.data_dir,
-                                 model_options=options, conditional=args.conditional,
-                                 num_samples=args.samples, resume=not args.restart, eval_k=args.eval_k,
-                                 fit=args.fit, em_iterations=args.em_iterations)
+    results = train_and_evaluate(
+        args.model,
+        args.data,
+        run_dir,
+        train_config(args),
+        data_dir=args.data_dir,
+        model_options=options,
+        conditional=args.conditional,
+        num_samples=args.samples,
+        resume=not args.restart,
+        eval_k=args.eval_k,
+        fit=args.fit,
+        em_iterations=args.em_iterations,
+    )
     if results.get("status") == "interrupted":
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"interrupted at step {results.get('step')}; checkpoint saved. Resume with the same command.",
-                  file=sys.stderr)
+            print(
+                f"interrupted at step {results.get('step')}; checkpoint saved. Resume with the same command.",
+                file=sys.stderr,
+            )
         return 130
     if "test" in results:
         print(f"test {describe_result(results['test'])}; weights: {results['test'].get('weights')}; run: {run_dir}")
@@ -117,14 +147,20 @@ def describe_result(r: dict) -> str:
     if r.get("kind") == "samples-only":
         return "no likelihood (samples only)"
     if r.get("kind") == "reconstruction":
-        return (f"no likelihood (auto-encoder); reconstruction NLL {r['reconstruction_nats']:.3f} ± "
-                f"{r['reconstruction_nats_stderr']:.3f} nats over {r['n']} images")
+        return (
+            f"no likelihood (auto-encoder); reconstruction NLL {r['reconstruction_nats']:.3f} ± "
+            f"{r['reconstruction_nats_stderr']:.3f} nats over {r['n']} images"
+        )
     if r.get("kind") == "bound":
-        return (f"NLL ≤ {r['elbo_nats']:.3f} ± {r['elbo_nats_stderr']:.3f} nats (negative ELBO), "
-                f"≈ {r['nll_estimate_nats']:.3f} ± {r['nll_estimate_nats_stderr']:.3f} nats "
-                f"(k={r['k']} importance samples; {r['nll_estimate_bits_per_dim']:.4f} bits/dim) over {r['n']} images")
-    return (f"NLL {r['nll_nats']:.3f} ± {r['nll_nats_stderr']:.3f} nats ({r['bits_per_dim']:.4f} bits/dim) "
-            f"over {r['n']} images")
+        return (
+            f"NLL ≤ {r['elbo_nats']:.3f} ± {r['elbo_nats_stderr']:.3f} nats (negative ELBO), "
+            f"≈ {r['nll_estimate_nats']:.3f} ± {r['nll_estimate_nats_stderr']:.3f} nats "
+            f"(k={r['k']} importance samples; {r['nll_estimate_bits_per_dim']:.4f} bits/dim) over {r['n']} images"
+        )
+    return (
+        f"NLL {r['nll_nats']:.3f} ± {r['nll_nats_stderr']:.3f} nats ({r['bits_per_dim']:.4f} bits/dim) "
+        f"over {r['n']} images"
+    )
 
 
 def cmd_eval(args) -> int:
@@ -132,11 +168,22 @@ def cmd_eval(args) -> int:
 
     if args.samples is not None and args.samples < 0:
         raise UsageError(f"--samples must be >= 0, got {args.samples}")
-    result = evaluate_run(args.run, args.data_dir, args.split, args.batch_size, args.device,
-                          progress=not args.quiet, num_samples=args.k, sample_count=args.samples,
-                          weights=args.weights)
-    print(json.dumps(result) if args.json else
-          f"{result['dataset']} {result['split']}, {result['weights']} weights: {describe_result(result)}")
+    result = evaluate_run(
+        args.run,
+        args.data_dir,
+        args.split,
+        args.batch_size,
+        args.device,
+        progress=not args.quiet,
+        num_samples=args.k,
+        sample_count=args.samples,
+        weights=args.weights,
+    )
+    print(
+        json.dumps(result)
+        if args.json
+        else f"{result['dataset']} {result['split']}, {result['weights']} weights: {describe_result(result)}"
+    )
     return 0
 
 
@@ -175,8 +222,7 @@ def cmd_complete(args) -> int:
     known = keep_mask(model.image_shape, args.keep, args.mask)
     model.to(pick_device(args.device))
     images, labels = split.batch(torch.tensor(args.index))
-    completions = complete_images(model, images, known, args.samples, args.seed,
-                                  labels if model.conditional else None)
+    completions = complete_images(model, images, known, args.samples, args.seed, labels if model.conditional else None)
     masked = torch.where(known, images, torch.full_like(images, (model.levels - 1) // 2))
     rows = torch.cat([images[:, None], masked[:, None], completions], 1)  # original, masked, completions
     path = save_grid(rows.reshape(-1, *model.image_shape), model.levels, args.output, nrow=rows.shape[1])
@@ -187,8 +233,7 @@ def cmd_complete(args) -> int:
 def cmd_learning_curve(args) -> int:
     from genzoo.tasks.learning_curve import run_learning_curve
 
-    result = run_learning_curve(args.data, args.data_dir, args.out, sizes=args.sizes,
-                                seeds=tuple(range(args.seeds)))
+    result = run_learning_curve(args.data, args.data_dir, args.out, sizes=args.sizes, seeds=tuple(range(args.seeds)))
     for row in result["rows"]:
         print(f"{row['classifier']:<22} n={row['size']:<6} test error {row['error_mean']:.4f} ± {row['error_sd']:.4f}")
     print(f"wrote {result['csv']} and {result['png']}")
@@ -207,18 +252,34 @@ def cmd_simulate(args) -> int:
         (values, columns), name = load_csv(args.csv, columns), Path(args.csv).stem
     else:
         (values, columns), name = load_series(args.series), args.series
-    r = simulate(values, columns, args.out or f"runs/simulate-{name}", name=name, states=args.states,
-                 covariance=args.covariance, samples=args.samples, lags=args.lags, restarts=args.restarts,
-                 iterations=args.iterations, seed=args.seed)
+    r = simulate(
+        values,
+        columns,
+        args.out or f"runs/simulate-{name}",
+        name=name,
+        states=args.states,
+        covariance=args.covariance,
+        samples=args.samples,
+        lags=args.lags,
+        restarts=args.restarts,
+        iterations=args.iterations,
+        seed=args.seed,
+    )
     ks = ", ".join(f"{c} {v['ks_statistic']:.3f}" for c, v in r["per_column"].items())
-    print(f"{name}: {r['length']} steps x {len(columns)}; HMM log-likelihood {r['log_likelihood_per_step']:.4f} "
-          f"nats/step (i.i.d. Gaussian {r['iid_gaussian_log_likelihood_per_step']:.4f}); KS {ks}; "
-          f"wrote {r['png']} and {r['json']}")
+    print(
+        f"{name}: {r['length']} steps x {len(columns)}; HMM log-likelihood {r['log_likelihood_per_step']:.4f} "
+        f"nats/step (i.i.d. Gaussian {r['iid_gaussian_log_likelihood_per_step']:.4f}); KS {ks}; "
+        f"wrote {r['png']} and {r['json']}"
+    )
     return 0
 
 
-LATENT_OUTPUTS = {"encode": "codes.npy", "map": "latent_map.png", "interpolate": "interpolation.png",
-                  "reconstruct": "reconstructions.png"}
+LATENT_OUTPUTS = {
+    "encode": "codes.npy",
+    "map": "latent_map.png",
+    "interpolate": "interpolation.png",
+    "reconstruct": "reconstructions.png",
+}
 
 
 def cmd_latent(args) -> int:
@@ -240,15 +301,20 @@ def cmd_latent(args) -> int:
     if args.action == "encode":
         result = latent.save_codes(model, split, output, seed=args.seed)
         line = f"wrote {result['n']} codes of {result['latent']} dimensions to {result['codes']}" + (
-            f" and their labels to {result['labels']}" if "labels" in result else "")
+            f" and their labels to {result['labels']}" if "labels" in result else ""
+        )
     elif args.action == "probe":
         result = latent.linear_probe(model, dataset, args.split, seed=args.seed)
-        line = (f"linear probe on {result['latent']}-d codes: {args.split} accuracy {result['accuracy']:.4f} "
-                f"(train {result['train_accuracy']:.4f}; majority class {result['chance']:.4f})")
+        line = (
+            f"linear probe on {result['latent']}-d codes: {args.split} accuracy {result['accuracy']:.4f} "
+            f"(train {result['train_accuracy']:.4f}; majority class {result['chance']:.4f})"
+        )
     elif args.action == "cluster":
         result = latent.cluster_codes(model, dataset, args.split, args.components, seed=args.seed)
-        line = (f"Gaussian mixture of {result['components']} on the codes: ARI {result['ari']:.4f}, "
-                f"NMI {result['nmi']:.4f} on {result['n']} {args.split} images")
+        line = (
+            f"Gaussian mixture of {result['components']} on the codes: ARI {result['ari']:.4f}, "
+            f"NMI {result['nmi']:.4f} on {result['n']} {args.split} images"
+        )
     elif args.action == "map":
         result = latent.latent_map(model, split, output, seed=args.seed)
         line = f"wrote a map of {result['n']} codes to {result['path']}"
@@ -270,9 +336,13 @@ def cmd_latent(args) -> int:
 
 
 def add_weights_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", choices=["auto", "best", "last"], default="auto",
-                   help="which weights of a run directory: best (at the best validation score: early stopping), "
-                        "last (at the end of training), or auto (default: best when the run kept them, else last)")
+    p.add_argument(
+        "--weights",
+        choices=["auto", "best", "last"],
+        default="auto",
+        help="which weights of a run directory: best (at the best validation score: early stopping), "
+        "last (at the end of training), or auto (default: best when the run kept them, else last)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,17 +352,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list models and datasets")
     p.set_defaults(handler=cmd_list)
 
-    p = sub.add_parser("train", help="train a model, then evaluate it on the test split and draw samples",
-                       description="Train MODEL on --data; resumes automatically from RUN_DIR's checkpoint.")
+    p = sub.add_parser(
+        "train",
+        help="train a model, then evaluate it on the test split and draw samples",
+        description="Train MODEL on --data; resumes automatically from RUN_DIR's checkpoint.",
+    )
     p.add_argument("model", help="a model name from `genzoo list`")
     p.add_argument("--data", default="digits", help="dataset name (default: digits, bundled)")
     p.add_argument("--data-dir", help="data root (default: $GENZOO_DATA or the user cache)")
     p.add_argument("--run-dir", help="output directory (default: runs/MODEL-DATA)")
-    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="model option, e.g. -o channels=64 -o num_blocks=7 (repeatable)")
+    p.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model option, e.g. -o channels=64 -o num_blocks=7 (repeatable)",
+    )
     p.add_argument("--conditional", action="store_true", help="class-conditional model (uses the labels)")
-    p.add_argument("--fit", choices=["em", "closed-form"],
-                   help="fit without gradient steps: EM (mixtures, HMM) or closed form (naive Bayes, the default for it)")
+    p.add_argument(
+        "--fit",
+        choices=["em", "closed-form"],
+        help="fit without gradient steps: EM (mixtures, HMM) or closed form (naive Bayes, the default for it)",
+    )
     p.add_argument("--em-iterations", type=positive(int), help="with --fit em: EM iterations at most")
     p.add_argument("--steps", type=positive(int), help="stop after this many optimizer steps")
     p.add_argument("--epochs", type=positive(float), help="stop after this many epochs")
@@ -302,16 +384,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam")
     p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--schedule", choices=["constant", "cosine", "exponential"], default="constant",
-                   help="learning-rate schedule")
+    p.add_argument(
+        "--schedule", choices=["constant", "cosine", "exponential"], default="constant", help="learning-rate schedule"
+    )
     p.add_argument("--lr-decay", type=positive(float), default=None, help="per-step factor of the exponential schedule")
     p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
     p.add_argument("--grad-clip", type=positive(float), default=1.0, help="clip the gradient norm (default 1.0)")
     p.add_argument("--ema", type=float, default=None, help="EMA decay of the weights, e.g. 0.999 (default off)")
     p.add_argument("--eval-every", type=positive(int), default=1000, help="validate every N steps")
     p.add_argument("--eval-max-images", type=positive(int), help="validate on the first N validation images only")
-    p.add_argument("--no-keep-best", action="store_true",
-                   help="do not keep the best-validation weights (RUN_DIR/model_best.safetensors); score the last")
+    p.add_argument(
+        "--no-keep-best",
+        action="store_true",
+        help="do not keep the best-validation weights (RUN_DIR/model_best.safetensors); score the last",
+    )
     p.add_argument("--checkpoint-every", type=positive(int), default=500, help="checkpoint every N steps")
     p.add_argument("--log-every", type=positive(int), default=50, help="log every N steps")
     p.add_argument("--seed", type=int, default=0)
@@ -319,8 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--amp", choices=["auto", "off"], default="auto", help="bf16 autocast on CUDA (auto) or never")
     p.add_argument("--samples", type=int, default=64, help="samples to draw into RUN_DIR/samples.png (0: none)")
-    p.add_argument("--eval-k", type=positive(int), default=5000,
-                   help="importance samples for the final test estimate of latent-variable models")
+    p.add_argument(
+        "--eval-k",
+        type=positive(int),
+        default=5000,
+        help="importance samples for the final test estimate of latent-variable models",
+    )
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in RUN_DIR and start over")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_train)
@@ -331,11 +421,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data root (default: the one the run was trained with)")
     p.add_argument("--batch-size", type=positive(int), default=256)
     p.add_argument("--device", default="auto")
-    p.add_argument("--k", type=positive(int), default=5000,
-                   help="importance samples for latent-variable models (default 5000)")
-    p.add_argument("--samples", type=int, metavar="N",
-                   help="also score N samples: Fréchet distance, KID, precision/recall, class histogram in a "
-                        "feature network's space (default: the split's size for GANs, else 0)")
+    p.add_argument(
+        "--k", type=positive(int), default=5000, help="importance samples for latent-variable models (default 5000)"
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        metavar="N",
+        help="also score N samples: Fréchet distance, KID, precision/recall, class histogram in a "
+        "feature network's space (default: the split's size for GANs, else 0)",
+    )
     add_weights_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -367,8 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_weights_option(p)
     p.set_defaults(handler=cmd_complete)
 
-    p = sub.add_parser("learning-curve", help="generative vs discriminative: naive Bayes vs logistic regression "
-                                              "test error over training-set sizes (Ng & Jordan 2002)")
+    p = sub.add_parser(
+        "learning-curve",
+        help="generative vs discriminative: naive Bayes vs logistic regression "
+        "test error over training-set sizes (Ng & Jordan 2002)",
+    )
     p.add_argument("--data", default="digits")
     p.add_argument("--data-dir")
     p.add_argument("--out", default="runs/learning-curve", help="folder for learning_curve.csv and .png")
@@ -376,8 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=positive(int), default=5, help="random subsets per size (default 5)")
     p.set_defaults(handler=cmd_learning_curve)
 
-    p = sub.add_parser("simulate", help="fit a Gaussian HMM to a real time series, simulate series like it, "
-                                        "compare marginals and autocorrelations (PNG + JSON)")
+    p = sub.add_parser(
+        "simulate",
+        help="fit a Gaussian HMM to a real time series, simulate series like it, "
+        "compare marginals and autocorrelations (PNG + JSON)",
+    )
     p.add_argument("--series", help="a series shipped with statsmodels: sunspots, co2, elnino, macro")
     p.add_argument("--csv", help="a CSV file with a header row (instead of --series)")
     p.add_argument("--columns", help="comma-separated CSV columns (default: every numeric column)")
@@ -391,21 +492,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default runs/simulate-NAME)")
     p.set_defaults(handler=cmd_simulate)
 
-    p = sub.add_parser("latent", help="use a VAE's or auto-encoder's latent space: encode, probe, cluster, map, "
-                                      "interpolate, reconstruct",
-                       description="encode: codes to .npy (labels beside); probe: linear-probe accuracy of the "
-                                   "codes; cluster: Gaussian-mixture ARI/NMI; map: 2-D scatter PNG (PCA above 2 "
-                                   "dimensions); interpolate: decode along lines between pairs of codes; "
-                                   "reconstruct: originals above reconstructions.")
+    p = sub.add_parser(
+        "latent",
+        help="use a VAE's or auto-encoder's latent space: encode, probe, cluster, map, interpolate, reconstruct",
+        description="encode: codes to .npy (labels beside); probe: linear-probe accuracy of the "
+        "codes; cluster: Gaussian-mixture ARI/NMI; map: 2-D scatter PNG (PCA above 2 "
+        "dimensions); interpolate: decode along lines between pairs of codes; "
+        "reconstruct: originals above reconstructions.",
+    )
     p.add_argument("run", help="run directory or model .safetensors file")
     p.add_argument("action", choices=["encode", "probe", "cluster", "map", "interpolate", "reconstruct"])
-    p.add_argument("--split", choices=["train", "valid", "test"], default="test",
-                   help="images to use (probe and cluster fit on train, score on this split)")
+    p.add_argument(
+        "--split",
+        choices=["train", "valid", "test"],
+        default="test",
+        help="images to use (probe and cluster fit on train, score on this split)",
+    )
     p.add_argument("--data-dir", help="data root (default: the one the run was trained with)")
-    p.add_argument("-o", "--output", help="file to write (default: " +
-                   ", ".join(f"{k}: {v}" for k, v in LATENT_OUTPUTS.items()) + ")")
-    p.add_argument("--index", type=int, action="append", default=None,
-                   help="image index (repeatable; default 0..7); interpolate pairs them up: A B [A B ...]")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="file to write (default: " + ", ".join(f"{k}: {v}" for k, v in LATENT_OUTPUTS.items()) + ")",
+    )
+    p.add_argument(
+        "--index",
+        type=int,
+        action="append",
+        default=None,
+        help="image index (repeatable; default 0..7); interpolate pairs them up: A B [A B ...]",
+    )
     p.add_argument("--steps", type=positive(int), default=10, help="decoded points per interpolation (default 10)")
     p.add_argument("--components", type=positive(int), help="mixture components (default: number of classes)")
     p.add_argument("--draw", action="store_true", help="draw pixels from p(x|z) instead of each one's mean level")

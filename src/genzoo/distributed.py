@@ -18,6 +18,7 @@ global batch with three pieces from here:
   training mode normalizes with the statistics of the global batch (a differentiable all-reduce).
 - ``Distributed.broadcast_``: rank 0's weights and buffers go to every rank at the start.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,7 +56,7 @@ class Distributed:
     world_size: int = 1
     local_rank: int = 0
     owns_group: bool = False  # True when this object initialized the process group (and must destroy it)
-    control: Any = None       # gloo group for CPU tensors; None means the default group
+    control: Any = None  # gloo group for CPU tensors; None means the default group
 
     @property
     def enabled(self) -> bool:
@@ -75,8 +76,13 @@ class Distributed:
         if owns:
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         control = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
-        return cls(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                   local_rank=int(os.environ.get("LOCAL_RANK", "0")), owns_group=owns, control=control)
+        return cls(
+            rank=dist.get_rank(),
+            world_size=dist.get_world_size(),
+            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+            owns_group=owns,
+            control=control,
+        )
 
     def barrier(self) -> None:
         if self.enabled:
@@ -144,14 +150,33 @@ class Distributed:
 
 # Per-rank code that computes what one process computes on the global batch.
 
-_SIZED_DRAWS = {torch.rand, torch.randn, torch.randint}        # size given as arguments
+_SIZED_DRAWS = {torch.rand, torch.randn, torch.randint}  # size given as arguments
 _LIKE_DRAWS = {torch.rand_like, torch.randn_like, torch.randint_like}  # size of the first argument
-_DROPOUTS = {F.dropout: True, F.dropout1d: True, F.dropout2d: True, F.dropout3d: True,  # -> default training
-             F.alpha_dropout: False, F.feature_alpha_dropout: False}
-_OTHER_DRAWS = {torch.bernoulli, torch.multinomial, torch.normal, torch.poisson, torch.randperm,
-                torch.Tensor.bernoulli, torch.Tensor.bernoulli_, torch.Tensor.uniform_, torch.Tensor.normal_,
-                torch.Tensor.random_, torch.Tensor.exponential_, torch.Tensor.geometric_,
-                torch.Tensor.log_normal_, torch.Tensor.cauchy_, torch.Tensor.multinomial}
+_DROPOUTS = {
+    F.dropout: True,
+    F.dropout1d: True,
+    F.dropout2d: True,
+    F.dropout3d: True,  # -> default training
+    F.alpha_dropout: False,
+    F.feature_alpha_dropout: False,
+}
+_OTHER_DRAWS = {
+    torch.bernoulli,
+    torch.multinomial,
+    torch.normal,
+    torch.poisson,
+    torch.randperm,
+    torch.Tensor.bernoulli,
+    torch.Tensor.bernoulli_,
+    torch.Tensor.uniform_,
+    torch.Tensor.normal_,
+    torch.Tensor.random_,
+    torch.Tensor.exponential_,
+    torch.Tensor.geometric_,
+    torch.Tensor.log_normal_,
+    torch.Tensor.cauchy_,
+    torch.Tensor.multinomial,
+}
 
 
 class GlobalBatch(TorchFunctionMode):
@@ -214,8 +239,7 @@ class GlobalBatch(TorchFunctionMode):
         out = func(*new_args, **new_kwargs)[self.rows]
         return out.detach().requires_grad_() if requires_grad else out
 
-    def _batch_norm(self, x, running_mean, running_var, weight=None, bias=None, training=False,
-                    momentum=0.1, eps=1e-5):
+    def _batch_norm(self, x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
         if not training:
             return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
         all_reduce = _SumOverRanks.apply
@@ -259,11 +283,14 @@ def _argument(args, kwargs, index: int, name: str, default):
 
 def _unsupported(func, how: str = "") -> RuntimeError:
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
-    return RuntimeError(f"{name}{how} in a two-player train_step under DDP: only torch.rand/randn/randint "
-                        "(and their _like forms) can be drawn so that the ranks together match one process")
+    return RuntimeError(
+        f"{name}{how} in a two-player train_step under DDP: only torch.rand/randn/randint "
+        "(and their _like forms) can be drawn so that the ranks together match one process"
+    )
 
 
 # Per-process random state, as tensors (the checkpoint never pickles).
+
 
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA), numpy and Python's ``random``."""
@@ -293,8 +320,9 @@ def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
     """Inverse of ``rng_state``."""
     torch.set_rng_state(state["torch"].to(torch.uint8))
     pos, has_gauss = state["numpy_pos"].tolist()
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss,
-                         float(state["numpy_gauss"][0])))
+    np.random.set_state(
+        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, float(state["numpy_gauss"][0]))
+    )
     gauss = float(state["python_gauss"][0])
     random.setstate((3, tuple(state["python"].tolist()), None if math.isnan(gauss) else gauss))
     if device.type == "cuda" and "cuda" in state:

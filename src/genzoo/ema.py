@@ -7,6 +7,7 @@ the average of a short run is not dominated by the random initialization.
 
 Evaluation and saved models use the average; the optimizer keeps training the raw weights.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -47,8 +48,9 @@ class EMA:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         missing, unexpected = set(self.shadow) - set(state), set(state) - set(self.shadow)
         if missing or unexpected:
-            raise ValueError(f"EMA state does not match the model: missing {sorted(missing)}, "
-                             f"unexpected {sorted(unexpected)}")
+            raise ValueError(
+                f"EMA state does not match the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            )
         for key, value in state.items():
             self.shadow[key].copy_(value)
 

@@ -3,6 +3,7 @@
 Used by the trainer (validation), the CLI (``genzoo eval``), the benchmarks and the tests. Every
 image of the split is scored: the last, smaller batch is never dropped.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,9 @@ from genzoo.data.base import ImageSplit
 
 
 @torch.no_grad()
-def log_likelihoods(model, split: ImageSplit, batch_size: int = 256, generator: torch.Generator | None = None,
-                    progress: bool = False) -> torch.Tensor:
+def log_likelihoods(
+    model, split: ImageSplit, batch_size: int = 256, generator: torch.Generator | None = None, progress: bool = False
+) -> torch.Tensor:
     """log p(x) in nats of every image in ``split`` (float64 on CPU, in split order)."""
     from tqdm.auto import tqdm
 
@@ -38,8 +40,13 @@ def summarize(log_p: torch.Tensor, num_dims: int) -> dict:
     nll = float(-log_p.mean())
     stderr = float(log_p.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
     scale = 1.0 / (num_dims * math.log(2))
-    return {"n": n, "nll_nats": nll, "nll_nats_stderr": stderr,
-            "bits_per_dim": nll * scale, "bits_per_dim_stderr": stderr * scale}
+    return {
+        "n": n,
+        "nll_nats": nll,
+        "nll_nats_stderr": stderr,
+        "bits_per_dim": nll * scale,
+        "bits_per_dim_stderr": stderr * scale,
+    }
 
 
 def evaluate_nll(model, split: ImageSplit, batch_size: int = 256, progress: bool = False, seed: int = 0) -> dict:
@@ -52,9 +59,11 @@ def evaluate_nll(model, split: ImageSplit, batch_size: int = 256, progress: bool
 
 # Latent-variable models (VAE, IWAE, ...): a bound and an importance-sampling estimate, never an exact NLL.
 
+
 @torch.no_grad()
-def latent_bounds(model, split: ImageSplit, num_samples: int = 5000, batch_size: int = 100, seed: int = 0,
-                  progress: bool = False) -> dict[str, torch.Tensor]:
+def latent_bounds(
+    model, split: ImageSplit, num_samples: int = 5000, batch_size: int = 100, seed: int = 0, progress: bool = False
+) -> dict[str, torch.Tensor]:
     """Per-image ELBO and ``num_samples``-sample estimate of log p(x), nats (float64 on CPU, split order).
 
     Also the ELBO's two terms ("reconstruction", "kl") when the model has ``elbo_terms``. The model's
@@ -87,8 +96,9 @@ def latent_bounds(model, split: ImageSplit, num_samples: int = 5000, batch_size:
     return {key: torch.cat(parts) if parts else empty for key, parts in out.items()}
 
 
-def evaluate_bound(model, split: ImageSplit, num_samples: int = 5000, batch_size: int = 100, seed: int = 0,
-                   progress: bool = False) -> dict:
+def evaluate_bound(
+    model, split: ImageSplit, num_samples: int = 5000, batch_size: int = 100, seed: int = 0, progress: bool = False
+) -> dict:
     """Bound and estimate of the test NLL of a latent-variable model over the full split.
 
     Returns n, k (= num_samples) and, each with a standard error over the images:
@@ -101,9 +111,14 @@ def evaluate_bound(model, split: ImageSplit, num_samples: int = 5000, batch_size
     result = {"n": len(split), "k": int(num_samples)}
     for name, key in (("elbo", "elbo"), ("nll_estimate", "estimate")):
         s = summarize(values[key], model.num_dims)
-        result.update({f"{name}_nats": s["nll_nats"], f"{name}_nats_stderr": s["nll_nats_stderr"],
-                       f"{name}_bits_per_dim": s["bits_per_dim"],
-                       f"{name}_bits_per_dim_stderr": s["bits_per_dim_stderr"]})
+        result.update(
+            {
+                f"{name}_nats": s["nll_nats"],
+                f"{name}_nats_stderr": s["nll_nats_stderr"],
+                f"{name}_bits_per_dim": s["bits_per_dim"],
+                f"{name}_bits_per_dim_stderr": s["bits_per_dim_stderr"],
+            }
+        )
     if "kl" in values:
         result["reconstruction_nats"] = float(-values["reconstruction"].mean())
         result["kl_nats"] = float(values["kl"].mean())
@@ -111,8 +126,9 @@ def evaluate_bound(model, split: ImageSplit, num_samples: int = 5000, batch_size
 
 
 @torch.no_grad()
-def evaluate_reconstruction(model, split: ImageSplit, batch_size: int = 256, seed: int = 0,
-                            progress: bool = False) -> dict:
+def evaluate_reconstruction(
+    model, split: ImageSplit, batch_size: int = 256, seed: int = 0, progress: bool = False
+) -> dict:
     """Mean reconstruction NLL -log p(x | z = e(x)) over the full split, nats/example and bits/dim, for
     models with ``reconstruction_log_prob`` and no likelihood (auto-encoders): NOT an NLL of the data."""
     from tqdm.auto import tqdm
@@ -125,8 +141,12 @@ def evaluate_reconstruction(model, split: ImageSplit, batch_size: int = 256, see
         out.append(model.reconstruction_log_prob(x.to(model.device)).double().cpu())
     model.train(was_training)
     s = summarize(torch.cat(out) if out else torch.zeros(0, dtype=torch.float64), model.num_dims)
-    return {"n": s["n"], "reconstruction_nats": s["nll_nats"], "reconstruction_nats_stderr": s["nll_nats_stderr"],
-            "reconstruction_bits_per_dim": s["bits_per_dim"]}
+    return {
+        "n": s["n"],
+        "reconstruction_nats": s["nll_nats"],
+        "reconstruction_nats_stderr": s["nll_nats_stderr"],
+        "reconstruction_bits_per_dim": s["bits_per_dim"],
+    }
 
 
 def evaluate_model(model, split: ImageSplit, **kwargs) -> dict:
@@ -143,9 +163,13 @@ def evaluate_model(model, split: ImageSplit, **kwargs) -> dict:
         kwargs.pop("num_samples", None)
         return {"kind": "reconstruction", **evaluate_reconstruction(model, split, **kwargs)}
 
-    if not isinstance(model, LatentVariableModel) and not any(hasattr(model, a) for a in ("log_prob", "log_prob_estimate")):
+    if not isinstance(model, LatentVariableModel) and not any(
+        hasattr(model, a) for a in ("log_prob", "log_prob_estimate")
+    ):
         return {"kind": "samples-only"}
-    if isinstance(model, LatentVariableModel) or (not hasattr(model, "log_prob") and hasattr(model, "log_prob_estimate")):
+    if isinstance(model, LatentVariableModel) or (
+        not hasattr(model, "log_prob") and hasattr(model, "log_prob_estimate")
+    ):
         note = partition_note(model)  # a DBN's bound rests on its top RBM's log Z (exact or AIS)
         return {"kind": "bound", **({"partition": note} if note else {}), **evaluate_bound(model, split, **kwargs)}
     kwargs.pop("num_samples", None)

@@ -1,4 +1,5 @@
 """Pictures of integer images: sample grids and comparison panels as PNG files."""
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,7 @@ def grid(images: torch.Tensor, levels: int, nrow: int | None = None, pad: int = 
     canvas = np.full((ncol * (h + pad) + pad, nrow * (w + pad) + pad, c), 128, dtype=np.uint8)
     for i in range(n):
         r, q = divmod(i, nrow)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = pixels[i]
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = pixels[i]
     picture = Image.fromarray(canvas[..., 0] if c == 1 else canvas, mode="L" if c == 1 else "RGB")
     zoom = max(1, math.ceil(min_size / h))
     if zoom > 1:

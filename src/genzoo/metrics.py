@@ -30,8 +30,8 @@ score only with the floor of the same N.
 [3] T. Kynkäänniemi, T. Karras, S. Laine, J. Lehtinen, T. Aila. Improved Precision and Recall Metric for
     Assessing Generative Models. NeurIPS 2019.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import torch
@@ -86,13 +86,13 @@ def kernel_distance(a, b, num_subsets: int = 100, subset_size: int = 1000, seed:
 
 def _kth_neighbour_radii(x: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
     """Distance from each row of x to its k-th nearest other row."""
-    radii = [torch.cdist(x[i:i + chunk], x).kthvalue(k + 1, dim=1).values for i in range(0, len(x), chunk)]
+    radii = [torch.cdist(x[i : i + chunk], x).kthvalue(k + 1, dim=1).values for i in range(0, len(x), chunk)]
     return torch.cat(radii)
 
 
 def _inside(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 1024) -> float:
     """Fraction of ``points`` within distance radii[j] of some centre j."""
-    hits = [(torch.cdist(points[i:i + chunk], centres) <= radii).any(1) for i in range(0, len(points), chunk)]
+    hits = [(torch.cdist(points[i : i + chunk], centres) <= radii).any(1) for i in range(0, len(points), chunk)]
     return float(torch.cat(hits).double().mean())
 
 
@@ -118,24 +118,50 @@ def histogram_entropy_bits(counts) -> float:
     return float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0: no "-0.00" for a single class
 
 
-def compare(features, reference, predicted=None, labels=None, num_classes=None, k: int = 3,
-            kid_subsets: int = 100, seed: int = 0) -> dict:
+def compare(
+    features,
+    reference,
+    predicted=None,
+    labels=None,
+    num_classes=None,
+    k: int = 3,
+    kid_subsets: int = 100,
+    seed: int = 0,
+) -> dict:
     """Every metric of one feature set against a reference feature set (see the module docstring)."""
     precision, recall = precision_recall(reference, features, k)
     kid, kid_sd = kernel_distance(features, reference, kid_subsets, seed=seed)
-    out = {"n": len(features), "frechet_distance": frechet_distance(features, reference), "kid": kid,
-           "kid_sd": kid_sd, "precision": precision, "recall": recall}
+    out = {
+        "n": len(features),
+        "frechet_distance": frechet_distance(features, reference),
+        "kid": kid,
+        "kid_sd": kid_sd,
+        "precision": precision,
+        "recall": recall,
+    }
     if predicted is not None and num_classes:
         out["class_histogram"] = class_histogram(predicted, num_classes)
         out["class_entropy_bits"] = histogram_entropy_bits(out["class_histogram"])
         if labels is not None:
-            out["classifier_accuracy"] = float((torch.as_tensor(predicted) == torch.as_tensor(labels).cpu()).double().mean())
+            out["classifier_accuracy"] = float(
+                (torch.as_tensor(predicted) == torch.as_tensor(labels).cpu()).double().mean()
+            )
     return out
 
 
-def sample_metrics(samples: torch.Tensor, dataset, labels=None, *, data_dir=None, seed: int = 0, network=None,
-                   floor_split: str | None = "test", k: int = 3, kid_subsets: int = 100,
-                   inception: bool = True) -> dict:
+def sample_metrics(
+    samples: torch.Tensor,
+    dataset,
+    labels=None,
+    *,
+    data_dir=None,
+    seed: int = 0,
+    network=None,
+    floor_split: str | None = "test",
+    k: int = 3,
+    kid_subsets: int = 100,
+    inception: bool = True,
+) -> dict:
     """Metrics of integer ``samples`` (N, C, H, W) in [0, levels) from a model trained on ``dataset``.
 
     The reference is a seeded random subset of the train split as large as the sample set (capped at
@@ -150,10 +176,16 @@ def sample_metrics(samples: torch.Tensor, dataset, labels=None, *, data_dir=None
     from genzoo.models.feature_net import feature_network
 
     samples = torch.as_tensor(samples).long().cpu()
-    if tuple(samples.shape[1:]) != tuple(dataset.image_shape) or samples.numel() == 0 or \
-            int(samples.min()) < 0 or int(samples.max()) >= dataset.levels:
-        raise ValueError(f"samples must be integer images (N, {', '.join(map(str, dataset.image_shape))}) "
-                         f"in [0, {dataset.levels}) for {dataset.name}")
+    if (
+        tuple(samples.shape[1:]) != tuple(dataset.image_shape)
+        or samples.numel() == 0
+        or int(samples.min()) < 0
+        or int(samples.max()) >= dataset.levels
+    ):
+        raise ValueError(
+            f"samples must be integer images (N, {', '.join(map(str, dataset.image_shape))}) "
+            f"in [0, {dataset.levels}) for {dataset.name}"
+        )
     net = network if network is not None else feature_network(dataset, data_dir, seed=seed)
     classes = net.num_classes if net.is_classifier else None
     generator = torch.Generator().manual_seed(seed)
@@ -161,11 +193,18 @@ def sample_metrics(samples: torch.Tensor, dataset, labels=None, *, data_dir=None
     real, _ = dataset.train.batch(torch.randperm(len(dataset.train), generator=generator)[:m], generator)
     reference, _ = net.embed(real)
     features, predicted = net.embed(samples)
-    result = {"dataset": dataset.name, "reference": {"split": "train", "n": m},
-              "feature_net": {"kind": "classifier" if classes else "autoencoder", "test_accuracy": net.test_accuracy,
-                              "accuracy_on": getattr(net, "accuracy_split", None),
-                              "trained_on": getattr(net, "trained_on", None), "file": getattr(net, "cache_file", None)},
-              **compare(features, reference, predicted, labels, classes, k, kid_subsets, seed)}
+    result = {
+        "dataset": dataset.name,
+        "reference": {"split": "train", "n": m},
+        "feature_net": {
+            "kind": "classifier" if classes else "autoencoder",
+            "test_accuracy": net.test_accuracy,
+            "accuracy_on": getattr(net, "accuracy_split", None),
+            "trained_on": getattr(net, "trained_on", None),
+            "file": getattr(net, "cache_file", None),
+        },
+        **compare(features, reference, predicted, labels, classes, k, kid_subsets, seed),
+    }
     result["fid_inception"] = inception_fid(samples, real, dataset.levels) if inception else None
     if floor_split is not None:
         split = dataset.split(floor_split)
@@ -176,8 +215,10 @@ def sample_metrics(samples: torch.Tensor, dataset, labels=None, *, data_dir=None
         if held_labels is None and known is not None and len(known) == len(split):
             held_labels = known[index]
         features, predicted = net.embed(held_out)
-        result["floor"] = {"split": floor_split, **compare(features, reference, predicted, held_labels, classes, k,
-                                                            kid_subsets, seed)}
+        result["floor"] = {
+            "split": floor_split,
+            **compare(features, reference, predicted, held_labels, classes, k, kid_subsets, seed),
+        }
     return result
 
 
@@ -198,7 +239,7 @@ def inception_fid(samples: torch.Tensor, real: torch.Tensor, levels: int, batch_
     def pool_features(images: torch.Tensor) -> torch.Tensor:
         out = []
         for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size].float() / (levels - 1)  # [0, 1]; the net resizes to 299
+            x = images[start : start + batch_size].float() / (levels - 1)  # [0, 1]; the net resizes to 299
             out.append(net(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)[0].flatten(1))
         return torch.cat(out)
 
@@ -214,12 +255,17 @@ def summary_line(m: dict) -> str:
         text = format(m[key], fmt)
         return f"{text} (real {format(floor[key], fmt)})" if key in floor else text
 
-    parts = [f"FD {with_floor('frechet_distance', '.3f')}",
-             f"KID {m['kid']:.4f} ± {m['kid_sd']:.4f}" + (f" (real {floor['kid']:.4f})" if "kid" in floor else ""),
-             f"precision {with_floor('precision', '.3f')}", f"recall {with_floor('recall', '.3f')}"]
+    parts = [
+        f"FD {with_floor('frechet_distance', '.3f')}",
+        f"KID {m['kid']:.4f} ± {m['kid_sd']:.4f}" + (f" (real {floor['kid']:.4f})" if "kid" in floor else ""),
+        f"precision {with_floor('precision', '.3f')}",
+        f"recall {with_floor('recall', '.3f')}",
+    ]
     if "class_histogram" in m:
-        parts.append(f"classes {sum(c > 0 for c in m['class_histogram'])}/{len(m['class_histogram'])} "
-                     f"(entropy {m['class_entropy_bits']:.2f} bits)")
+        parts.append(
+            f"classes {sum(c > 0 for c in m['class_histogram'])}/{len(m['class_histogram'])} "
+            f"(entropy {m['class_entropy_bits']:.2f} bits)"
+        )
     if "classifier_accuracy" in m:
         parts.append(f"conditional accuracy {with_floor('classifier_accuracy', '.3f')}")
     return f"{', '.join(parts)} over {m['n']} samples"

@@ -5,6 +5,7 @@ only the step count: the learning rate of update ``s`` is ``learning_rate(config
 Two-player models (GANs) get one optimizer per player: ``player_groups`` splits their parameters and
 ``player_config`` applies the model's ``optimizer_options(name)`` to the run's config.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,10 @@ def make_optimizer(params, cfg: "TrainConfig") -> torch.optim.Optimizer:
 def set_hyperparameters(optimizer: torch.optim.Optimizer, cfg: "TrainConfig") -> None:
     """Put ``cfg``'s weight decay and momentum/betas into a (restored) optimizer: this call's config wins."""
     for group in optimizer.param_groups:
-        group.update(weight_decay=cfg.weight_decay,
-                     **({"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {"betas": tuple(cfg.betas)}))
+        group.update(
+            weight_decay=cfg.weight_decay,
+            **({"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {"betas": tuple(cfg.betas)}),
+        )
 
 
 def player_groups(model) -> dict[str, list[nn.Parameter]] | None:
@@ -44,8 +47,10 @@ def player_groups(model) -> dict[str, list[nn.Parameter]] | None:
     ids = [id(p) for params in groups.values() for p in params]
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     if not groups or not all(groups.values()) or len(ids) != len(set(ids)) or set(ids) != trainable:
-        raise ValueError("parameter_groups() must split the model's trainable parameters into disjoint, "
-                         f"non-empty groups; got {({k: len(v) for k, v in groups.items()})}")
+        raise ValueError(
+            "parameter_groups() must split the model's trainable parameters into disjoint, "
+            f"non-empty groups; got { ({k: len(v) for k, v in groups.items()}) }"
+        )
     return groups
 
 
@@ -67,7 +72,7 @@ def learning_rate(config: "TrainConfig", step: int, horizon: int | None) -> floa
         span = max(1, horizon - config.warmup_steps)
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(t, span) / span))
     if config.schedule == "exponential":
-        return config.lr * config.lr_decay ** t
+        return config.lr * config.lr_decay**t
     return config.lr
 
 

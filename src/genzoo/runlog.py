@@ -4,6 +4,7 @@
 ``LossWindow`` accumulates losses on the device between log lines (no sync per step) and finds the
 first non-finite one; ``StopSignals`` turns SIGINT/SIGTERM into a request to checkpoint and stop.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,13 @@ class LossWindow:
         """Rank-averaged means since the last call, and throughput in images/s; then reset."""
         loss, grad_norm = (ctx.sum_(self.sums.clone()) / (max(self.steps, 1) * ctx.world_size)).tolist()
         seconds = max(time.perf_counter() - self.start - self.excluded, 1e-9)
-        out = {"loss": loss, "grad_norm": grad_norm, "images": self.steps * batch_size, "seconds": seconds,
-               "scalars": {name: float(total) / count for name, (total, count) in self.scalars.items()}}
+        out = {
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "images": self.steps * batch_size,
+            "seconds": seconds,
+            "scalars": {name: float(total) / count for name, (total, count) in self.scalars.items()},
+        }
         self.reset()
         return out
 
@@ -121,8 +127,9 @@ class RunLog:
 
         truncate_log(self.path, start_step)
         self.writer = SummaryWriter(str(run_dir / TB_DIR), purge_step=start_step)
-        self.bar = tqdm(total=total, initial=start_step, unit="step", desc="train", dynamic_ncols=True,
-                        disable=not config.progress)
+        self.bar = tqdm(
+            total=total, initial=start_step, unit="step", desc="train", dynamic_ncols=True, disable=not config.progress
+        )
 
     def write(self, record: dict) -> None:
         if not self.enabled:

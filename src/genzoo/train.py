@@ -67,6 +67,7 @@ process on the whole batch (up to float rounding), with the pieces of ``genzoo.d
 - the logged scalars are the means over ranks; rank 0 writes the checkpoints. Resume stays exact, in
   the same or another number of processes (the shared stream does not depend on the rank).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -83,15 +84,37 @@ import numpy as np
 import torch
 from torch import nn
 
-from genzoo.checkpoint import (BEST_FILE, MODEL_FILE, CheckpointError, flatten_state, load_tensors, read_metadata,
-                               save_model, save_tensors, unflatten_state)
+from genzoo.checkpoint import (
+    BEST_FILE,
+    MODEL_FILE,
+    CheckpointError,
+    flatten_state,
+    load_tensors,
+    read_metadata,
+    save_model,
+    save_tensors,
+    unflatten_state,
+)
 from genzoo.data.base import ImageDataset, ImageSplit
-from genzoo.distributed import (Distributed, GlobalBatch, gather_rng_states, seed_everything, select_device,
-                                set_rng_state)
+from genzoo.distributed import (
+    Distributed,
+    GlobalBatch,
+    gather_rng_states,
+    seed_everything,
+    select_device,
+    set_rng_state,
+)
 from genzoo.ema import EMA
 from genzoo.evaluate import evaluate_nll
-from genzoo.optim import (SCHEDULES, learning_rate, make_optimizer, player_config, player_groups,
-                          set_hyperparameters, step_limit)
+from genzoo.optim import (
+    SCHEDULES,
+    learning_rate,
+    make_optimizer,
+    player_config,
+    player_groups,
+    set_hyperparameters,
+    step_limit,
+)
 from genzoo.runlog import LossWindow, RunLog, StopSignals
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -102,45 +125,52 @@ FORMAT = "genzoo-train/1"
 class TrainConfig:
     """Everything that defines a training run; stored as JSON in every checkpoint."""
 
-    batch_size: int = 64              # GLOBAL images per step, split evenly over the DDP processes
-    lr: float = 1e-3                  # peak learning rate
-    optimizer: str = "adam"           # adam | adamw (decoupled weight decay) | sgd (with momentum)
-    momentum: float = 0.0             # sgd only: heavy-ball momentum (e.g. 0.9 for RBMs)
+    batch_size: int = 64  # GLOBAL images per step, split evenly over the DDP processes
+    lr: float = 1e-3  # peak learning rate
+    optimizer: str = "adam"  # adam | adamw (decoupled weight decay) | sgd (with momentum)
+    momentum: float = 0.0  # sgd only: heavy-ball momentum (e.g. 0.9 for RBMs)
     weight_decay: float = 0.0
-    betas: tuple = (0.9, 0.999)       # Adam's moment decay rates
-    schedule: str = "constant"        # constant | cosine (down to 0 at decay_steps) | exponential
-    warmup_steps: int = 0             # linear warmup from lr/warmup_steps up to lr
-    decay_steps: int | None = None    # cosine horizon in steps; None: the step budget (max_steps or max_epochs)
-    lr_decay: float = 0.9999          # exponential schedule: lr multiplied by this after every step
-    grad_clip: float | None = 1.0     # max global L2 norm of the gradient; None: no clipping
-    ema_decay: float | None = None    # e.g. 0.999: evaluate and save an EMA of the weights; None: off
-    max_steps: int | None = None      # budgets: stop at the first one reached; at least one is required
-    max_epochs: float | None = None   # passes over the train split (fractions allowed)
-    max_time: float | None = None     # seconds of training wall time, accumulated across resumes
-    eval_every: int = 1000            # steps between validations (and one at the end)
+    betas: tuple = (0.9, 0.999)  # Adam's moment decay rates
+    schedule: str = "constant"  # constant | cosine (down to 0 at decay_steps) | exponential
+    warmup_steps: int = 0  # linear warmup from lr/warmup_steps up to lr
+    decay_steps: int | None = None  # cosine horizon in steps; None: the step budget (max_steps or max_epochs)
+    lr_decay: float = 0.9999  # exponential schedule: lr multiplied by this after every step
+    grad_clip: float | None = 1.0  # max global L2 norm of the gradient; None: no clipping
+    ema_decay: float | None = None  # e.g. 0.999: evaluate and save an EMA of the weights; None: off
+    max_steps: int | None = None  # budgets: stop at the first one reached; at least one is required
+    max_epochs: float | None = None  # passes over the train split (fractions allowed)
+    max_time: float | None = None  # seconds of training wall time, accumulated across resumes
+    eval_every: int = 1000  # steps between validations (and one at the end)
     eval_batch_size: int = 256
     eval_split: str = "valid"
     eval_max_images: int | None = None  # validate on the first N images only, for speed; None: all
-    keep_best: bool = True            # write model_best.safetensors at each new best validation score
-    checkpoint_every: int = 1000      # steps between checkpoints (and one at the end or on a signal)
-    log_every: int = 50               # steps between log lines; a line's loss is the mean since the last
-    seed: int = 0                     # data order, batch randomness, torch/numpy/random seeds (+ rank)
-    device: str = "auto"              # auto (CUDA if available) | cpu | cuda | cuda:N
-    amp: str = "auto"                 # auto (bf16 autocast on CUDA, off on CPU) | bf16 | off
-    compile: bool = False             # torch.compile the loss module
-    progress: bool = True             # tqdm progress bar on rank 0
+    keep_best: bool = True  # write model_best.safetensors at each new best validation score
+    checkpoint_every: int = 1000  # steps between checkpoints (and one at the end or on a signal)
+    log_every: int = 50  # steps between log lines; a line's loss is the mean since the last
+    seed: int = 0  # data order, batch randomness, torch/numpy/random seeds (+ rank)
+    device: str = "auto"  # auto (CUDA if available) | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (bf16 autocast on CUDA, off on CPU) | bf16 | off
+    compile: bool = False  # torch.compile the loss module
+    progress: bool = True  # tqdm progress bar on rank 0
 
     def validate(self) -> None:
         """Raise ValueError for a config that cannot run."""
         checks = [
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.optimizer in ("adam", "adamw", "sgd"), f"optimizer must be adam, adamw or sgd, got {self.optimizer!r}"),
+            (
+                self.optimizer in ("adam", "adamw", "sgd"),
+                f"optimizer must be adam, adamw or sgd, got {self.optimizer!r}",
+            ),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (self.lr > 0 and self.warmup_steps >= 0, "lr must be > 0 and warmup_steps >= 0"),
-            (any(b is not None for b in (self.max_steps, self.max_epochs, self.max_time)),
-             "set a training budget: max_steps, max_epochs or max_time"),
-            (min(self.eval_every, self.checkpoint_every, self.log_every, self.eval_batch_size) >= 1,
-             "eval_every, checkpoint_every, log_every and eval_batch_size must be >= 1"),
+            (
+                any(b is not None for b in (self.max_steps, self.max_epochs, self.max_time)),
+                "set a training budget: max_steps, max_epochs or max_time",
+            ),
+            (
+                min(self.eval_every, self.checkpoint_every, self.log_every, self.eval_batch_size) >= 1,
+                "eval_every, checkpoint_every, log_every and eval_batch_size must be >= 1",
+            ),
             (self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}"),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
             (self.ema_decay is None or 0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1) or None"),
@@ -159,16 +189,17 @@ class NonFiniteLossError(RuntimeError, FloatingPointError):
 class TrainState:
     """Where a run stands; with the weights and random states, all a resume needs."""
 
-    step: int = 0                  # optimizer updates done
-    epoch: int = 0                 # current pass over the train split (0-based)
-    batch_in_epoch: int = 0        # batches of that pass already used
-    elapsed: float = 0.0           # seconds of training wall time, across resumes
-    loss: float | None = None      # last logged train loss (mean nats per example)
-    valid: dict | None = None      # last validation metrics
+    step: int = 0  # optimizer updates done
+    epoch: int = 0  # current pass over the train split (0-based)
+    batch_in_epoch: int = 0  # batches of that pass already used
+    elapsed: float = 0.0  # seconds of training wall time, across resumes
+    loss: float | None = None  # last logged train loss (mean nats per example)
+    valid: dict | None = None  # last validation metrics
     best_valid: float | None = None  # lowest validation NLL (nats) or loss seen (the score of model_best)
 
 
 # Batches: pure functions of (config, step), so resuming needs only the step.
+
 
 def _generator(*keys: int) -> torch.Generator:
     """A torch generator seeded by integer keys (mixed by numpy's SeedSequence)."""
@@ -181,15 +212,16 @@ def epoch_order(num_images: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(num_images, generator=_generator(seed, 0, epoch))
 
 
-def rank_batch(split: ImageSplit, order: torch.Tensor, state: TrainState, config: TrainConfig,
-               ctx: Distributed) -> tuple[torch.Tensor, torch.Tensor | None]:
+def rank_batch(
+    split: ImageSplit, order: torch.Tensor, state: TrainState, config: TrainConfig, ctx: Distributed
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """This process's slice of the global batch at ``state``'s position.
 
     Every rank draws the whole global batch (indexing and binarization are cheap) and keeps its slice,
     so dynamically binarized images are the same as in a 1-process run.
     """
     start = state.batch_in_epoch * config.batch_size
-    index = order[start:start + config.batch_size]
+    index = order[start : start + config.batch_size]
     x, y = split.batch(index, _generator(config.seed, 1, state.step))
     per_rank = config.batch_size // ctx.world_size
     part = slice(ctx.rank * per_rank, (ctx.rank + 1) * per_rank)
@@ -242,8 +274,9 @@ class LossModule(nn.Module):
         return self.model.loss(x, y)
 
 
-def train(model, dataset: ImageDataset, run_dir, config: TrainConfig, *, resume: bool = True,
-          data_info: dict | None = None) -> dict:
+def train(
+    model, dataset: ImageDataset, run_dir, config: TrainConfig, *, resume: bool = True, data_info: dict | None = None
+) -> dict:
     """Train ``model`` on ``dataset.train`` until a budget is reached or a signal arrives.
 
     Continues from ``run_dir/checkpoint.safetensors`` when ``resume`` and it exists. Returns a dict:
@@ -268,8 +301,10 @@ def train(model, dataset: ImageDataset, run_dir, config: TrainConfig, *, resume:
 
 def _check_model_fits(model, dataset: ImageDataset) -> None:
     if tuple(model.image_shape) != tuple(dataset.image_shape) or model.levels != dataset.levels:
-        raise ValueError(f"the model is built for images {tuple(model.image_shape)} with {model.levels} levels, "
-                         f"but {dataset.name} has {tuple(dataset.image_shape)} with {dataset.levels} levels")
+        raise ValueError(
+            f"the model is built for images {tuple(model.image_shape)} with {model.levels} levels, "
+            f"but {dataset.name} has {tuple(dataset.image_shape)} with {dataset.levels} levels"
+        )
     if getattr(model, "conditional", False) and dataset.train.labels is None:
         raise ValueError(f"the model is class-conditional but {dataset.name} has no labels")
 
@@ -286,12 +321,17 @@ def _check_checkpoint(meta: dict, model, dataset: ImageDataset, path: Path) -> N
     saved = meta.get("data") or {}
     here = {"image_shape": list(dataset.image_shape), "levels": dataset.levels}
     if {k: saved.get(k) for k in here} != here:
-        raise ValueError(f"{path} was trained on images {saved.get('image_shape')} with {saved.get('levels')} levels, "
-                         f"but {dataset.name} has {here['image_shape']} with {here['levels']} levels; {hint}")
+        raise ValueError(
+            f"{path} was trained on images {saved.get('image_shape')} with {saved.get('levels')} levels, "
+            f"but {dataset.name} has {here['image_shape']} with {here['levels']} levels; {hint}"
+        )
     theirs, ours = meta.get("model") or {}, _jsonable(model.config)
     if theirs != ours:
-        diff = "; ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here"
-                         for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k))
+        diff = "; ".join(
+            f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here"
+            for k in sorted(set(theirs) | set(ours))
+            if theirs.get(k) != ours.get(k)
+        )
         raise ValueError(f"{path} belongs to a different model ({diff}); {hint}")
 
 
@@ -301,8 +341,11 @@ class _Run:
     def __init__(self, model, dataset, run_dir, config, ctx, device, data_info):
         self.model, self.dataset, self.run_dir, self.config = model, dataset, run_dir, config
         self.ctx, self.device = ctx, device
-        self.data_info = data_info if data_info is not None else {
-            "name": dataset.name, "image_shape": list(dataset.image_shape), "levels": dataset.levels}
+        self.data_info = (
+            data_info
+            if data_info is not None
+            else {"name": dataset.name, "image_shape": list(dataset.image_shape), "levels": dataset.levels}
+        )
         if config.batch_size % ctx.world_size:
             raise ValueError(f"batch_size {config.batch_size} is not divisible by {ctx.world_size} processes")
         self.steps_per_epoch = len(dataset.train) // config.batch_size
@@ -315,8 +358,9 @@ class _Run:
         self.state, self.saved_step, self.images, self.seconds = TrainState(), None, 0, 0.0
         self.best_step = None  # the step of the weights in model_best.safetensors (rank 0)
         use_amp = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
-        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp \
-            else contextlib.nullcontext
+        self.autocast = (
+            (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+        )
 
     def setup(self, resume: bool) -> None:
         """Build optimizer and EMA, restore a checkpoint or seed a fresh run, wrap for DDP/compile."""
@@ -358,8 +402,11 @@ class _Run:
         ranks (DDP) and clipped."""
         if self.config.compile:
             raise ValueError("models with train_step train without compile")
-        self.global_batch = (lambda: GlobalBatch(self.ctx, self.config.batch_size // self.ctx.world_size)) \
-            if self.ctx.enabled else contextlib.nullcontext
+        self.global_batch = (
+            (lambda: GlobalBatch(self.ctx, self.config.batch_size // self.ctx.world_size))
+            if self.ctx.enabled
+            else contextlib.nullcontext
+        )
         self.player_configs = {name: player_config(self.model, name, self.config) for name in self.players}
         self.optimizers, self.grad_norms = {}, {}
         for name, params in self.players.items():
@@ -373,13 +420,14 @@ class _Run:
         def hook(optimizer, args, kwargs):
             self.ctx.average_gradients_(params)
             self.grad_norms[name] = nn.utils.clip_grad_norm_(params, clip)
+
         return hook
 
     def _restore(self, path: Path) -> dict | None:
         """Load weights, optimizer, random states and position; returns the EMA weights (or None)."""
         tensors, meta = load_tensors(path)
         _check_checkpoint(meta, self.model, self.dataset, path)
-        part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        part = lambda prefix: {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         try:
             self.model.load_state_dict(part("model."))
         except RuntimeError as err:
@@ -432,10 +480,24 @@ class _Run:
             return
         st = self.state
         ema_state = None if self.ema is None else self.ema.state_dict()
-        save_model(self.run_dir / BEST_FILE, self.model, ema_state,
-                   extra={"data": self.data_info, "train": asdict(self.config), "step": st.step, "valid": st.valid,
-                          "best": {"step": st.step, "metric": metric, "score": score,
-                                   "split": self.config.eval_split, "max_images": self.config.eval_max_images}})
+        save_model(
+            self.run_dir / BEST_FILE,
+            self.model,
+            ema_state,
+            extra={
+                "data": self.data_info,
+                "train": asdict(self.config),
+                "step": st.step,
+                "valid": st.valid,
+                "best": {
+                    "step": st.step,
+                    "metric": metric,
+                    "score": score,
+                    "split": self.config.eval_split,
+                    "max_images": self.config.eval_max_images,
+                },
+            },
+        )
         self.best_step = st.step
 
     def _save(self) -> None:
@@ -446,17 +508,33 @@ class _Run:
             tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
             ema_state = None if self.ema is None else self.ema.state_dict()
             tensors.update({f"ema.{k}": v for k, v in (ema_state or {}).items()})
-            meta = {"format": FORMAT, "model": _jsonable(self.model.config), "train": asdict(cfg),
-                    "data": _jsonable(dict(self.data_info, image_shape=list(self.dataset.image_shape),
-                                           levels=self.dataset.levels)),
-                    "state": asdict(st), "has_ema": ema_state is not None, "world_size": self.ctx.world_size,
-                    **({"optimizer": flatten_state(self.optimizer.state_dict(), "optimizer", tensors)}
-                       if self.players is None else
-                       {"optimizers": flatten_state({name: opt.state_dict() for name, opt in self.optimizers.items()},
-                                                    "optimizer", tensors)}),
-                    "rng": [flatten_state(r, f"rng.{i}", tensors) for i, r in enumerate(rngs)]}
-            save_model(self.run_dir / MODEL_FILE, self.model, ema_state,
-                       extra={"data": self.data_info, "train": asdict(cfg), "step": st.step, "valid": st.valid})
+            meta = {
+                "format": FORMAT,
+                "model": _jsonable(self.model.config),
+                "train": asdict(cfg),
+                "data": _jsonable(
+                    dict(self.data_info, image_shape=list(self.dataset.image_shape), levels=self.dataset.levels)
+                ),
+                "state": asdict(st),
+                "has_ema": ema_state is not None,
+                "world_size": self.ctx.world_size,
+                **(
+                    {"optimizer": flatten_state(self.optimizer.state_dict(), "optimizer", tensors)}
+                    if self.players is None
+                    else {
+                        "optimizers": flatten_state(
+                            {name: opt.state_dict() for name, opt in self.optimizers.items()}, "optimizer", tensors
+                        )
+                    }
+                ),
+                "rng": [flatten_state(r, f"rng.{i}", tensors) for i, r in enumerate(rngs)],
+            }
+            save_model(
+                self.run_dir / MODEL_FILE,
+                self.model,
+                ema_state,
+                extra={"data": self.data_info, "train": asdict(cfg), "step": st.step, "valid": st.valid},
+            )
             save_tensors(self.run_dir / CHECKPOINT_FILE, tensors, meta)
         self.saved_step = self.state.step
         self.ctx.barrier()
@@ -467,8 +545,9 @@ class _Run:
         split = self.dataset.split(cfg.eval_split)
         if cfg.eval_max_images is not None:
             n = cfg.eval_max_images
-            split = dataclasses.replace(split, images=split.images[:n],
-                                        labels=None if split.labels is None else split.labels[:n])
+            split = dataclasses.replace(
+                split, images=split.images[:n], labels=None if split.labels is None else split.labels[:n]
+            )
         if len(split) == 0:
             return None
         cuda = [self.device.index] if self.device.type == "cuda" else []
@@ -507,8 +586,9 @@ class _Run:
             returned = self.model.train_step(x, y, self.optimizers, self.state.step)
         if not returned:
             raise ValueError(f"{type(self.model).__name__}.train_step must return a dict of scalar losses")
-        scalars = {name: torch.as_tensor(v, device=self.device).detach().float().reshape(())
-                   for name, v in returned.items()}
+        scalars = {
+            name: torch.as_tensor(v, device=self.device).detach().float().reshape(()) for name, v in returned.items()
+        }
         if self.ctx.enabled:  # each rank's means over its slice -> the means over the global batch
             means = self.ctx.sum_(torch.stack(list(scalars.values()))) / self.ctx.world_size
             scalars = dict(zip(scalars, means.unbind()))
@@ -522,8 +602,9 @@ class _Run:
 
     def _budget_reached(self) -> bool:
         st, cfg = self.state, self.config
-        return (self.limit is not None and st.step >= self.limit) or \
-            (cfg.max_time is not None and st.elapsed >= cfg.max_time)
+        return (self.limit is not None and st.step >= self.limit) or (
+            cfg.max_time is not None and st.elapsed >= cfg.max_time
+        )
 
     def _epoch(self) -> float:
         return self.state.epoch + self.state.batch_in_epoch / self.steps_per_epoch
@@ -539,9 +620,17 @@ class _Run:
             signals.restore()
             self.log.close()
         st = self.state
-        return {"status": status, "step": st.step, "epoch": self._epoch(), "elapsed": st.elapsed,
-                "loss": st.loss, "valid": st.valid, "best_valid": st.best_valid, "best_step": self.best_step,
-                "images_per_sec": self.images / self.seconds if self.seconds else None}
+        return {
+            "status": status,
+            "step": st.step,
+            "epoch": self._epoch(),
+            "elapsed": st.elapsed,
+            "loss": st.loss,
+            "valid": st.valid,
+            "best_valid": st.best_valid,
+            "best_step": self.best_step,
+            "images_per_sec": self.images / self.seconds if self.seconds else None,
+        }
 
     def _loop(self, signals: StopSignals) -> str:
         cfg, st, split = self.config, self.state, self.dataset.train
@@ -591,9 +680,15 @@ class _Run:
             summary = window.summary(self.ctx, cfg.batch_size)
             self.images, self.seconds = self.images + summary["images"], self.seconds + summary["seconds"]
             st.loss = summary["loss"]
-            record = {"step": st.step, "epoch": self._epoch(), "loss": st.loss, "lr": lr,
-                      "grad_norm": summary["grad_norm"], "images_per_sec": summary["images"] / summary["seconds"],
-                      "elapsed": st.elapsed}
+            record = {
+                "step": st.step,
+                "epoch": self._epoch(),
+                "loss": st.loss,
+                "lr": lr,
+                "grad_norm": summary["grad_norm"],
+                "images_per_sec": summary["images"] / summary["seconds"],
+                "elapsed": st.elapsed,
+            }
             if self.players is not None:  # each player's own lr, and the model's named scalars
                 del record["lr"]
                 record["lrs"] = {name: lr * c.lr / cfg.lr for name, c in self.player_configs.items()}
@@ -615,9 +710,14 @@ class _Run:
         window.exclude(time.perf_counter() - began)
 
     def _fail(self, bad_step: int) -> None:
-        where = (f"the checkpoint in {self.run_dir} (step {self.saved_step}) is the last good state"
-                 if self.saved_step is not None else "no checkpoint was written")
-        message = (f"non-finite loss or gradient norm at step {bad_step}; nothing was saved after it, {where}. "
-                   "Try a lower lr, grad_clip, or check the model and data.")
+        where = (
+            f"the checkpoint in {self.run_dir} (step {self.saved_step}) is the last good state"
+            if self.saved_step is not None
+            else "no checkpoint was written"
+        )
+        message = (
+            f"non-finite loss or gradient norm at step {bad_step}; nothing was saved after it, {where}. "
+            "Try a lower lr, grad_clip, or check the model and data."
+        )
         self.log.write({"step": self.state.step, "event": "error", "error": message})
         raise NonFiniteLossError(message)

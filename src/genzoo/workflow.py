@@ -2,6 +2,7 @@
 
 Only wiring: the dataset, the registry, the trainer, the evaluator and the image writer do the work.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genzoo.checkpoint import BEST_FILE, CheckpointError, MODEL_FILE, load, read_metadata, save_model
+from genzoo.checkpoint import BEST_FILE, MODEL_FILE, CheckpointError, load, read_metadata, save_model
 from genzoo.data import load_dataset
 from genzoo.evaluate import evaluate_model
 from genzoo.images import save_grid
@@ -48,9 +49,11 @@ def check_run_dir(run_dir: Path, model) -> None:
             raise ValueError(f"cannot resume: {err}") from None
         saved = meta.get("model") or meta.get("model_config")
         if saved is not None and saved != model.config:
-            raise ValueError(f"{run_dir} holds a different run ({saved.get('name')} for images "
-                             f"{saved.get('image_shape')} with {saved.get('levels')} levels); "
-                             f"choose another --run-dir")
+            raise ValueError(
+                f"{run_dir} holds a different run ({saved.get('name')} for images "
+                f"{saved.get('image_shape')} with {saved.get('levels')} levels); "
+                f"choose another --run-dir"
+            )
 
 
 def model_run_data(run_dir: str | os.PathLike, data_dir: str | None = None, weights: str = "auto"):
@@ -64,12 +67,16 @@ def model_run_data(run_dir: str | os.PathLike, data_dir: str | None = None, weig
         raise ValueError(f"{run_dir} does not record its dataset; cannot evaluate it")
     dataset = load_dataset(data["name"], data_dir if data_dir is not None else data.get("data_dir"))
     if tuple(dataset.image_shape) != model.image_shape or dataset.levels != model.levels:
-        raise ValueError(f"the model in {run_dir} expects images {model.image_shape} with {model.levels} "
-                         f"levels but {dataset.name} has {dataset.image_shape} with {dataset.levels}")
+        raise ValueError(
+            f"the model in {run_dir} expects images {model.image_shape} with {model.levels} "
+            f"levels but {dataset.name} has {dataset.image_shape} with {dataset.levels}"
+        )
     return model, dataset
 
 
-def sample_images(model, n: int, seed: int = 0, labels=None, naive: bool = False, batch_size: int = 256) -> torch.Tensor:
+def sample_images(
+    model, n: int, seed: int = 0, labels=None, naive: bool = False, batch_size: int = 256
+) -> torch.Tensor:
     """``n`` samples drawn in batches with a seeded generator on the model's device."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
     chunks = []
@@ -77,7 +84,11 @@ def sample_images(model, n: int, seed: int = 0, labels=None, naive: bool = False
         count = min(batch_size, n - start)
         y = None
         if model.conditional:
-            y = torch.arange(start, start + count) % model.num_classes if labels is None else torch.as_tensor(labels).expand(count)
+            y = (
+                torch.arange(start, start + count) % model.num_classes
+                if labels is None
+                else torch.as_tensor(labels).expand(count)
+            )
         kwargs = {"naive": naive} if naive else {}
         chunks.append(model.sample(count, y, generator=generator, **kwargs).cpu())
     return torch.cat(chunks)
@@ -94,9 +105,17 @@ def prepare_for_evaluation(model, **partition_options) -> None:
         model.compute_partition(**partition_options)
 
 
-def evaluate_run(run_dir, data_dir=None, split: str = "test", batch_size: int = 256, device: str = "auto",
-                 progress: bool = False, num_samples: int = 5000, sample_count: int | None = None,
-                 weights: str = "auto") -> dict:
+def evaluate_run(
+    run_dir,
+    data_dir=None,
+    split: str = "test",
+    batch_size: int = 256,
+    device: str = "auto",
+    progress: bool = False,
+    num_samples: int = 5000,
+    sample_count: int | None = None,
+    weights: str = "auto",
+) -> dict:
     """Test NLL of a run over the full split (nats and bits/dim), EMA weights when present: exact for
     explicit-density models, ELBO and ``num_samples``-sample importance estimate for latent models.
 
@@ -107,8 +126,9 @@ def evaluate_run(run_dir, data_dir=None, split: str = "test", batch_size: int = 
     model, dataset = model_run_data(run_dir, data_dir, weights)
     model.to(pick_device(device))
     prepare_for_evaluation(model)
-    result = evaluate_model(model, dataset.split(split), batch_size=batch_size, progress=progress,
-                            num_samples=num_samples)
+    result = evaluate_model(
+        model, dataset.split(split), batch_size=batch_size, progress=progress, num_samples=num_samples
+    )
     if sample_count is None:
         sample_count = len(dataset.split(split)) if result["kind"] == "samples-only" else 0
     if sample_count:
@@ -127,14 +147,26 @@ def evaluate_samples(model, dataset, n: int, seed: int = 0, data_dir=None, split
     return sample_metrics(samples, dataset, labels, data_dir=data_dir, seed=seed, floor_split=split)
 
 
-def train_and_evaluate(model_name: str, data_name: str, run_dir, config, *, data_dir=None,
-                       model_options: dict | None = None, conditional: bool = False, num_samples: int = 64,
-                       resume: bool = True, eval_k: int = 5000, fit: str | None = None,
-                       em_iterations: int | None = None) -> dict:
+def train_and_evaluate(
+    model_name: str,
+    data_name: str,
+    run_dir,
+    config,
+    *,
+    data_dir=None,
+    model_options: dict | None = None,
+    conditional: bool = False,
+    num_samples: int = 64,
+    resume: bool = True,
+    eval_k: int = 5000,
+    fit: str | None = None,
+    em_iterations: int | None = None,
+) -> dict:
     """Train (resuming if possible), then score the full test split and write a sample grid.
 
     Scored and sampled are the best-validation weights when the run kept them (``config.keep_best``;
-    with it off, the last ones), else the last ones; "weights" (in the results and in "test") says which, with step and score.
+    with it off, the last ones), else the last ones; "weights" (in the results and in "test") says which,
+    with step and score.
 
     ``fit`` = "closed-form" (naive Bayes: counting) or "em" (mixtures) fits without the trainer.
     Writes into ``run_dir``: checkpoints, ``log.jsonl``, TensorBoard events, ``samples.png`` and
@@ -165,13 +197,21 @@ def train_and_evaluate(model_name: str, data_name: str, run_dir, config, *, data
     weights = "auto" if getattr(config, "keep_best", True) else "last"
     trained = load(run_dir, weights=weights).to(pick_device(config.device))
     prepare_for_evaluation(trained)
-    test = evaluate_model(trained, dataset.test, batch_size=config.eval_batch_size, progress=config.progress,
-                          num_samples=eval_k)
+    test = evaluate_model(
+        trained, dataset.test, batch_size=config.eval_batch_size, progress=config.progress, num_samples=eval_k
+    )
     test["weights"] = trained.checkpoint_info["weights"]
     if test["kind"] == "samples-only":  # no likelihood: judge the samples
         test["sample_metrics"] = evaluate_samples(trained, dataset, len(dataset.test), config.seed, data_dir)
-    results = {"model": model_name, "data": dataset.name, "params": sum(p.numel() for p in model.parameters()),
-               **result, "weights": test["weights"], "test": test, "eval_seconds": time.perf_counter() - start}
+    results = {
+        "model": model_name,
+        "data": dataset.name,
+        "params": sum(p.numel() for p in model.parameters()),
+        **result,
+        "weights": test["weights"],
+        "test": test,
+        "eval_seconds": time.perf_counter() - start,
+    }
     if num_samples:
         samples = sample_images(trained, num_samples, seed=config.seed)
         results["samples"] = str(save_grid(samples, dataset.levels, run_dir / "samples.png"))
@@ -192,8 +232,12 @@ def fit_model(model, dataset, method: str, seed: int = 0, iterations: int | None
     if method == "em" and hasattr(model, "fit_em"):
         limit = {} if iterations is None else {"iterations": iterations}
         history = model.fit_em(x, generator=torch.Generator().manual_seed(seed), **limit)
-        return {"status": "finished", "method": method, "iterations": len(history["log_likelihood"]),
-                "train_log_likelihood": history["log_likelihood"][-1]}
+        return {
+            "status": "finished",
+            "method": method,
+            "iterations": len(history["log_likelihood"]),
+            "train_log_likelihood": history["log_likelihood"][-1],
+        }
     raise ValueError(f"{model.config['name']} cannot be fitted by {method!r}")
 
 
@@ -220,8 +264,9 @@ def keep_mask(image_shape, keep: str | None = None, mask_file=None) -> torch.Ten
     return mask
 
 
-def complete_images(model, images: torch.Tensor, known: torch.Tensor, per_image: int, seed: int = 0,
-                    labels=None) -> torch.Tensor:
+def complete_images(
+    model, images: torch.Tensor, known: torch.Tensor, per_image: int, seed: int = 0, labels=None
+) -> torch.Tensor:
     """``per_image`` completions of each image: the known subpixels kept, the rest sampled in order.
 
     Returns (len(images), per_image, C, H, W). Conditioning is exact for subpixels that come before

@@ -10,6 +10,7 @@ Files live under ``<data root>/<dataset folder>/<canonical file name>``; the dat
 (``download=True``) from their canonical URLs, or from mirrors named in $GENZOO_MIRROR tried first, and
 every file is checked against its published checksum (see ``genzoo.data.download``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,17 +22,26 @@ from genzoo.data.cifar import load_cifar10
 from genzoo.data.digits import load_digits_dataset
 from genzoo.data.idx import load_dynamic_mnist, load_fashion_mnist, load_mnist
 
-__all__ = ["load_dataset", "list_datasets", "DATASETS", "DataError", "ImageDataset", "ImageSplit",
-           "DynamicallyBinarizedSplit", "default_data_dir", "UnknownDatasetError"]
+__all__ = [
+    "load_dataset",
+    "list_datasets",
+    "DATASETS",
+    "DataError",
+    "ImageDataset",
+    "ImageSplit",
+    "DynamicallyBinarizedSplit",
+    "default_data_dir",
+    "UnknownDatasetError",
+]
 
 DATASETS: dict[str, str] = {
     "digits": "scikit-learn 8x8 digits, 1x8x8, 17 levels, 10 classes, 1257/270/270 (bundled, default)",
     "mnist": "MNIST, 1x28x28, 256 levels, 10 classes, 50k/10k/10k",
     "fashion-mnist": "Fashion-MNIST, 1x28x28, 256 levels, 10 classes, 50k/10k/10k",
     "binarized-mnist": "binarized MNIST (fixed binarization, Larochelle & Murray 2011), 1x28x28, 2 levels, "
-                       "50k/10k/10k, no labels",
+    "50k/10k/10k, no labels",
     "dynamic-mnist": "MNIST binarized afresh at every training draw; valid/test binarized once, seeded; "
-                     "1x28x28, 2 levels, 50k/10k/10k",
+    "1x28x28, 2 levels, 50k/10k/10k",
     "cifar10": "CIFAR-10, 3x32x32, 256 levels, 10 classes, 45k/5k/10k",
 }
 

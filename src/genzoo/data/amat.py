@@ -4,6 +4,7 @@ Files ``binarized_mnist_{train,valid,test}.amat`` (plain text, or gzip-compresse
 ``<root>/binarized_mnist/``: one image a line, 784 values ``0``/``1`` separated by single spaces,
 row-major 28x28. 50,000 / 10,000 / 10,000 images, 2 levels, no labels.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +16,7 @@ from genzoo.data.base import DataError, ImageDataset, ImageSplit
 from genzoo.data.download import RemoteFile, checksums_of, ensure_files, read_content
 
 NUM_PIXELS = 784
-LINE_BYTES = 2 * NUM_PIXELS          # "v v ... v\n": 784 digits, 783 spaces, one newline
+LINE_BYTES = 2 * NUM_PIXELS  # "v v ... v\n": 784 digits, 783 spaces, one newline
 SPLIT_SIZES = {"train": 50_000, "valid": 10_000, "test": 10_000}
 BASE_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 
@@ -27,8 +28,12 @@ CONTENT_SHA256 = {
 }
 
 FILES = {
-    split: RemoteFile(f"binarized_mnist_{split}.amat", (f"{BASE_URL}binarized_mnist_{split}.amat",),
-                      content_sha256=sha, alternatives=(f"binarized_mnist_{split}.amat.gz",))
+    split: RemoteFile(
+        f"binarized_mnist_{split}.amat",
+        (f"{BASE_URL}binarized_mnist_{split}.amat",),
+        content_sha256=sha,
+        alternatives=(f"binarized_mnist_{split}.amat.gz",),
+    )
     for split, sha in CONTENT_SHA256.items()
 }
 
@@ -49,7 +54,7 @@ def _parse_canonical(data: bytes) -> np.ndarray | None:
         return None
     chars = np.frombuffer(data, dtype=np.uint8).reshape(-1, LINE_BYTES)
     digits, gaps = chars[:, 0::2], chars[:, 1::2]
-    if ((digits | 1) != ord("1")).any():           # only '0' (0x30) and '1' (0x31) survive | 1 == '1'
+    if ((digits | 1) != ord("1")).any():  # only '0' (0x30) and '1' (0x31) survive | 1 == '1'
         return None
     if (gaps[:, :-1] != ord(" ")).any() or (gaps[:, -1] != ord("\n")).any():
         return None
@@ -61,7 +66,7 @@ def _parse_lines(data: bytes, source) -> np.ndarray:
     rows = []
     for number, line in enumerate(data.splitlines(), start=1):
         values = line.split()
-        if not values:             # blank lines (e.g. a trailing one) carry no image
+        if not values:  # blank lines (e.g. a trailing one) carry no image
             continue
         if len(values) != NUM_PIXELS:
             raise DataError(f"{source}, line {number}: {len(values)} values, expected {NUM_PIXELS}")
@@ -89,7 +94,14 @@ def load_binarized_mnist(root: Path, download: bool = True) -> ImageDataset:
     paths = ensure_files(folder, list(FILES.values()), download)
     splits = {split: ImageSplit(read_amat(paths[FILES[split].name], n)) for split, n in SPLIT_SIZES.items()}
     return ImageDataset(
-        name="binarized-mnist", levels=2, **splits,
-        info={"source": BASE_URL, "license": "derived from MNIST (CC BY-SA 3.0)", "folder": str(folder),
-              "checksums": checksums_of(FILES.values()),
-              "reference": "Larochelle & Murray (2011); Salakhutdinov & Murray (2008)"})
+        name="binarized-mnist",
+        levels=2,
+        **splits,
+        info={
+            "source": BASE_URL,
+            "license": "derived from MNIST (CC BY-SA 3.0)",
+            "folder": str(folder),
+            "checksums": checksums_of(FILES.values()),
+            "reference": "Larochelle & Murray (2011); Salakhutdinov & Murray (2008)",
+        },
+    )

@@ -3,6 +3,7 @@
 An ``ImageDataset`` holds three splits of integer images (N, C, H, W) in ``[0, levels)`` and optional
 labels. Images are kept compactly (uint8) and turned into LongTensors one batch at a time.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,8 @@ class DataError(RuntimeError):
 
 @dataclass
 class ImageSplit:
-    images: torch.Tensor                 # uint8 (N, C, H, W), values in [0, levels)
-    labels: torch.Tensor | None = None   # int64 (N,)
+    images: torch.Tensor  # uint8 (N, C, H, W), values in [0, levels)
+    labels: torch.Tensor | None = None  # int64 (N,)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -45,7 +46,7 @@ class DynamicallyBinarizedSplit(ImageSplit):
 @dataclass
 class ImageDataset:
     name: str
-    levels: int                      # values per subpixel: 2 binary, 17 digits, 256 8-bit
+    levels: int  # values per subpixel: 2 binary, 17 digits, 256 8-bit
     train: ImageSplit
     valid: ImageSplit
     test: ImageSplit
@@ -63,9 +64,11 @@ class ImageDataset:
 
     def describe(self) -> str:
         c, h, w = self.image_shape
-        return (f"{self.name}: {c}x{h}x{w}, {self.levels} levels, "
-                f"train/valid/test {len(self.train)}/{len(self.valid)}/{len(self.test)}"
-                + (f", {self.num_classes} classes" if self.num_classes else ""))
+        return (
+            f"{self.name}: {c}x{h}x{w}, {self.levels} levels, "
+            f"train/valid/test {len(self.train)}/{len(self.valid)}/{len(self.test)}"
+            + (f", {self.num_classes} classes" if self.num_classes else "")
+        )
 
 
 def default_data_dir() -> Path:

@@ -6,6 +6,7 @@
 unpickler only reconstructs numpy arrays: any other global in the stream is refused.
 Splits: train = first 45,000 training images, valid = last 5,000, test = the 10,000 test images.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -67,8 +68,10 @@ def load_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = batch[b"data"], np.asarray(batch[b"labels"])
     n = len(labels)
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape != (n, 3072):
-        raise DataError(f"{source}: b'data' should be uint8 of shape ({n}, 3072), got "
-                        f"{getattr(images, 'dtype', type(images))} {getattr(images, 'shape', '')}")
+        raise DataError(
+            f"{source}: b'data' should be uint8 of shape ({n}, 3072), got "
+            f"{getattr(images, 'dtype', type(images))} {getattr(images, 'shape', '')}"
+        )
     not_ints = labels.ndim != 1 or labels.dtype.kind not in "iu"
     if not_ints or (n and (labels.min() < 0 or labels.max() >= NUM_CLASSES)):
         raise DataError(f"{source}: labels must be a list of integers 0..{NUM_CLASSES - 1}")
@@ -103,11 +106,17 @@ def load_cifar10(root: Path, download: bool = True) -> ImageDataset:
     train_y = torch.from_numpy(np.concatenate([batches[b][1] for b in TRAIN_BATCHES]))
     test_x, test_y = (torch.from_numpy(a.copy()) for a in batches[TEST_BATCH])
     return ImageDataset(
-        name="cifar10", levels=256, num_classes=NUM_CLASSES,
+        name="cifar10",
+        levels=256,
+        num_classes=NUM_CLASSES,
         train=ImageSplit(train_x[:NUM_TRAIN], train_y[:NUM_TRAIN]),
         valid=ImageSplit(train_x[NUM_TRAIN:], train_y[NUM_TRAIN:]),
         test=ImageSplit(test_x, test_y),
-        info={"source": "https://www.cs.toronto.edu/~kriz/cifar.html", "folder": str(folder),
-              "checksums": checksums_of([ARCHIVE]),
-              "reference": "Krizhevsky (2009), Learning Multiple Layers of Features from Tiny Images",
-              "split": "train = first 45k of training set, valid = last 5k"})
+        info={
+            "source": "https://www.cs.toronto.edu/~kriz/cifar.html",
+            "folder": str(folder),
+            "checksums": checksums_of([ARCHIVE]),
+            "reference": "Krizhevsky (2009), Learning Multiple Layers of Features from Tiny Images",
+            "split": "train = first 45k of training set, valid = last 5k",
+        },
+    )

@@ -17,6 +17,7 @@ A mirror has the data-root layout: ``<mirror>/<dataset folder>/<file name>``, so
 (e.g. ``python -m http.server`` in it) makes a mirror. Alternative local names (a gzipped copy) are also
 tried on mirrors.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -34,7 +35,7 @@ from typing import Sequence
 from genzoo.data.base import DataError
 
 MIRROR_ENV = "GENZOO_MIRROR"
-TIMEOUT_S = 30.0          # per network operation (connect, each read)
+TIMEOUT_S = 30.0  # per network operation (connect, each read)
 CHUNK_BYTES = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -47,10 +48,10 @@ class RemoteFile:
     (after gunzip if it is gzip-compressed) equals ``content_sha256``. At least one checksum is required.
     """
 
-    name: str                           # file name inside the dataset folder
-    urls: tuple[str, ...]               # canonical first, then mirrors; each serves ``name``
-    md5: tuple[str, ...] = ()           # accepted md5 hex digests of the file as stored
-    content_sha256: str | None = None   # sha256 hex digest of the (decompressed) content
+    name: str  # file name inside the dataset folder
+    urls: tuple[str, ...]  # canonical first, then mirrors; each serves ``name``
+    md5: tuple[str, ...] = ()  # accepted md5 hex digests of the file as stored
+    content_sha256: str | None = None  # sha256 hex digest of the (decompressed) content
     alternatives: tuple[str, ...] = ()  # other local names accepted in place of ``name`` (e.g. "x.gz")
 
     def __post_init__(self):
@@ -64,6 +65,7 @@ class RemoteFile:
 
 # ----------------------------------------------------------------------------------------------------
 # reading and checking local files
+
 
 def read_content(path: Path) -> bytes:
     """The bytes of ``path``, gunzipped if the file is gzip-compressed (by its magic number)."""
@@ -104,9 +106,12 @@ def checksum_problem(path: Path, remote: RemoteFile) -> str | None:
 
 def checksums_of(files) -> dict[str, str]:
     """File name -> the checksums a copy is accepted by, as text (for a dataset's ``info``)."""
-    return {f.name: " or ".join([*(f"md5 {m}" for m in f.md5),
-                                 *([f"content sha256 {f.content_sha256}"] if f.content_sha256 else [])])
-            for f in files}
+    return {
+        f.name: " or ".join(
+            [*(f"md5 {m}" for m in f.md5), *([f"content sha256 {f.content_sha256}"] if f.content_sha256 else [])]
+        )
+        for f in files
+    }
 
 
 def find_local(dataset_dir: Path, remote: RemoteFile) -> Path | None:
@@ -121,6 +126,7 @@ def find_local(dataset_dir: Path, remote: RemoteFile) -> Path | None:
 # ----------------------------------------------------------------------------------------------------
 # fetching
 
+
 def mirror_bases(mirrors: Sequence[str] | None = None) -> list[str]:
     """Mirror base URLs: ``mirrors`` if given, else those in $GENZOO_MIRROR (comma/space separated)."""
     if mirrors is None:
@@ -130,8 +136,7 @@ def mirror_bases(mirrors: Sequence[str] | None = None) -> list[str]:
 
 def candidates(dataset_dir: Path, remote: RemoteFile, mirrors: Sequence[str] | None) -> list[tuple[str, str]]:
     """(url, local name) pairs to try, in order: mirrors first, then the file's own URLs."""
-    out = [(f"{base}/{dataset_dir.name}/{name}", name)
-           for base in mirror_bases(mirrors) for name in remote.local_names]
+    out = [(f"{base}/{dataset_dir.name}/{name}", name) for base in mirror_bases(mirrors) for name in remote.local_names]
     return out + [(url, remote.name) for url in remote.urls]
 
 
@@ -149,7 +154,7 @@ def fetch_to(url: str, dest: Path, remote: RemoteFile, timeout: float = TIMEOUT_
         problem = checksum_problem(tmp, remote)
         if problem:
             raise DataError(f"{url}: downloaded file fails its checksum ({problem})")
-        os.chmod(tmp, 0o644)          # mkstemp makes it private; a data file is world-readable
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a data file is world-readable
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -169,16 +174,25 @@ def _copy_response(url: str, out, label: str, timeout: float, progress: bool | N
         length = response.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
         received = 0
-        with tqdm(total=expected, unit="B", unit_scale=True, desc=label, leave=False,
-                  disable=None if progress is None else not progress) as bar:
+        with tqdm(
+            total=expected,
+            unit="B",
+            unit_scale=True,
+            desc=label,
+            leave=False,
+            disable=None if progress is None else not progress,
+        ) as bar:
             try:
                 while chunk := response.read(CHUNK_BYTES):
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
             except (http.client.IncompleteRead, OSError) as e:
-                raise DataError(f"{url}: download interrupted after {received} bytes"
-                                + (f" of {expected}" if expected else "") + f" ({type(e).__name__})") from e
+                raise DataError(
+                    f"{url}: download interrupted after {received} bytes"
+                    + (f" of {expected}" if expected else "")
+                    + f" ({type(e).__name__})"
+                ) from e
     if expected is not None and received != expected:
         raise DataError(f"{url}: truncated download, received {received} of {expected} bytes")
 
@@ -186,8 +200,14 @@ def _copy_response(url: str, out, label: str, timeout: float, progress: bool | N
 # ----------------------------------------------------------------------------------------------------
 # the entry point
 
-def ensure_files(dataset_dir: str | Path, files: Sequence[RemoteFile], download: bool = True,
-                 mirrors: Sequence[str] | None = None, timeout: float = TIMEOUT_S) -> dict[str, Path]:
+
+def ensure_files(
+    dataset_dir: str | Path,
+    files: Sequence[RemoteFile],
+    download: bool = True,
+    mirrors: Sequence[str] | None = None,
+    timeout: float = TIMEOUT_S,
+) -> dict[str, Path]:
     """Make every file of ``files`` present and verified in ``dataset_dir``; return name -> local path.
 
     The returned path may be an alternative name of the file (e.g. a gzipped copy). Raises DataError
@@ -202,12 +222,16 @@ def ensure_files(dataset_dir: str | Path, files: Sequence[RemoteFile], download:
             continue
         problem = checksum_problem(path, remote)
         if problem:
-            raise DataError(f"{path} is corrupt: {problem}. It was left untouched; delete it to download "
-                            f"it again, or replace it with a good copy from {remote.urls[0]}")
+            raise DataError(
+                f"{path} is corrupt: {problem}. It was left untouched; delete it to download "
+                f"it again, or replace it with a good copy from {remote.urls[0]}"
+            )
         found[remote.name] = path
     if missing and not download:
-        raise DataError(f"{len(missing)} file(s) missing in {dataset_dir} (download=False).\n"
-                        f"{manual_instructions(dataset_dir, missing)}")
+        raise DataError(
+            f"{len(missing)} file(s) missing in {dataset_dir} (download=False).\n"
+            f"{manual_instructions(dataset_dir, missing)}"
+        )
     for i, remote in enumerate(missing):
         found[remote.name] = _download_one(dataset_dir, remote, mirrors, timeout, missing[i:])
     return found
@@ -224,8 +248,9 @@ def _download_one(dataset_dir: Path, remote: RemoteFile, mirrors, timeout, still
         except DataError as e:
             failures.append(str(e))
     tried = "\n".join(f"  - {f}" for f in failures)
-    raise DataError(f"could not download {remote.name}; tried:\n{tried}\n"
-                    f"{manual_instructions(dataset_dir, still_missing)}")
+    raise DataError(
+        f"could not download {remote.name}; tried:\n{tried}\n{manual_instructions(dataset_dir, still_missing)}"
+    )
 
 
 def manual_instructions(dataset_dir: Path, files: Sequence[RemoteFile]) -> str:

@@ -11,6 +11,7 @@ Explicit-density models (``ExplicitDensityModel``) also give
 labels (N,) for class-conditional models. A model decides how it looks at the integers (scaled floats,
 one-hot, embeddings); the evaluator always scores the integers. Models never read files or print.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,9 @@ class GenerativeModel(nn.Module):
 
     def check_images(self, x: torch.Tensor) -> None:
         """Raise ValueError unless ``x`` is an integer batch (N, C, H, W) in [0, levels)."""
-        expected = f"integer images of shape (N, {', '.join(map(str, self.image_shape))}) with values in [0, {self.levels})"
+        expected = (
+            f"integer images of shape (N, {', '.join(map(str, self.image_shape))}) with values in [0, {self.levels})"
+        )
         if not isinstance(x, torch.Tensor) or x.dtype.is_floating_point or x.dtype == torch.bool:
             raise ValueError(f"expected {expected}, got {type(x).__name__} of dtype {getattr(x, 'dtype', None)}")
         if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
@@ -63,7 +66,9 @@ class GenerativeModel(nn.Module):
         if not self.conditional:
             return None
         if y is None:
-            raise ValueError(f"model {self.config.get('name', type(self).__name__)} is class-conditional: pass labels y")
+            raise ValueError(
+                f"model {self.config.get('name', type(self).__name__)} is class-conditional: pass labels y"
+            )
         y = torch.as_tensor(y, device=self.device).long().reshape(-1)
         if y.numel() == 1 and n > 1:
             y = y.expand(n)
@@ -74,7 +79,9 @@ class GenerativeModel(nn.Module):
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
-    def sample(self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -106,8 +113,9 @@ class AutoregressiveModel(ExplicitDensityModel):
         """log p(x) of every subpixel given its parameters, shape (N, C, H, W), nats."""
         return discrete_log_prob(params, x, self.levels)
 
-    def pixel_sample(self, params: torch.Tensor, index: tuple[int, int, int], x: torch.Tensor,
-                     generator: torch.Generator | None) -> torch.Tensor:
+    def pixel_sample(
+        self, params: torch.Tensor, index: tuple[int, int, int], x: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         """Draw subpixel ``index`` = (c, h, w) of every image given the full parameter tensor."""
         c, h, w = index
         return discrete_sample(params[:, c, h, w], self.levels, generator)
@@ -117,8 +125,16 @@ class AutoregressiveModel(ExplicitDensityModel):
         y = self.check_labels(y, x.shape[0])
         return self.pixel_log_prob(self(x, y), x).flatten(1).sum(1)
 
-    def sample(self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
-               x: torch.Tensor | None = None, known: torch.Tensor | None = None, naive: bool = False) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        y: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        x: torch.Tensor | None = None,
+        known: torch.Tensor | None = None,
+        naive: bool = False,
+    ) -> torch.Tensor:
         """Draw ``n`` images by ancestral sampling; the cached fast path when the model has one.
 
         With ``x`` and a boolean ``known`` mask of the same shape, the known subpixels are kept and the
@@ -175,7 +191,9 @@ class LatentVariableModel(GenerativeModel):
     def elbo(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
-    def log_prob_estimate(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1000) -> torch.Tensor:
+    def log_prob_estimate(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1000
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -24,6 +24,7 @@ Binarized MNIST's test split is a class-sorted copy of the MNIST test set: image
 binarization of MNIST test image ``argsort(labels, stable)[i]`` (checked pixel by pixel in
 ``binarized_mnist_test_labels``), so it has labels after all; the classifier's accuracy is measured on it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,23 +54,36 @@ class FeatureNet(nn.Module):
         super().__init__()
         c, h, w = (int(s) for s in image_shape)
         self.image_shape, self.levels, self.num_classes = (c, h, w), int(levels), num_classes
-        self.config = {"image_shape": [c, h, w], "levels": self.levels, "num_classes": num_classes,
-                       "width": width, "features": features}
+        self.config = {
+            "image_shape": [c, h, w],
+            "levels": self.levels,
+            "num_classes": num_classes,
+            "width": width,
+            "features": features,
+        }
         size = math.ceil(math.ceil(h / 2) / 2) * math.ceil(math.ceil(w / 2) / 2)
         self.body = nn.Sequential(
-            nn.Conv2d(c, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(2 * width * size, features))
+            nn.Conv2d(c, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(2 * width * size, features),
+        )
         out = num_classes if num_classes else c * h * w
-        self.head = nn.Sequential(nn.ReLU(), nn.Linear(features, out)) if num_classes else \
-            nn.Sequential(nn.ReLU(), nn.Linear(features, 256), nn.ReLU(), nn.Linear(256, out))
+        self.head = (
+            nn.Sequential(nn.ReLU(), nn.Linear(features, out))
+            if num_classes
+            else nn.Sequential(nn.ReLU(), nn.Linear(features, 256), nn.ReLU(), nn.Linear(256, out))
+        )
         # standardization of the features by their train-split mean and sd, set after training
         self.register_buffer("feature_mean", torch.zeros(features))
         self.register_buffer("feature_std", torch.ones(features))
         self.test_accuracy: float | None = None  # of the classifier on the test split, set after training
-        self.trained_on: str | None = None          # the dataset (train split) it was trained on
-        self.accuracy_split: str | None = None      # the images ``test_accuracy`` was measured on
+        self.trained_on: str | None = None  # the dataset (train split) it was trained on
+        self.accuracy_split: str | None = None  # the images ``test_accuracy`` was measured on
         self.known_labels: dict[str, torch.Tensor] = {}  # labels of unlabelled splits (binarized MNIST test)
 
     @property
@@ -97,7 +111,7 @@ class FeatureNet(nn.Module):
         device = next(self.parameters()).device
         feats, preds = [], []
         for start in range(0, len(images), batch_size):
-            f = self.features(images[start:start + batch_size].to(device))
+            f = self.features(images[start : start + batch_size].to(device))
             feats.append(f.double().cpu())
             if self.is_classifier:
                 preds.append(self.head(f * self.feature_std + self.feature_mean).argmax(1).cpu())
@@ -109,8 +123,9 @@ def default_steps(num_images: int, batch_size: int) -> int:
     return min(2000, max(200, math.ceil(5 * num_images / batch_size)))
 
 
-def train_feature_network(dataset, seed: int = 0, steps: int | None = None, batch_size: int = 128,
-                          lr: float = 1e-3) -> FeatureNet:
+def train_feature_network(
+    dataset, seed: int = 0, steps: int | None = None, batch_size: int = 128, lr: float = 1e-3
+) -> FeatureNet:
     """Train the feature network on ``dataset.train`` (Adam, ``steps`` updates of random batches)."""
     split = dataset.train
     steps = default_steps(len(split), batch_size) if steps is None else int(steps)
@@ -167,9 +182,11 @@ def training_source(dataset, data_dir=None, download: bool = True):
     try:
         return load_dataset(source, root, download=download)
     except DataError as err:
-        raise DataError(f"the sample-quality feature network of {dataset.name} is a digit classifier trained on "
-                        f"the labelled MNIST train split (binarized at every draw), but MNIST is not available "
-                        f"under {root}: {err}") from err
+        raise DataError(
+            f"the sample-quality feature network of {dataset.name} is a digit classifier trained on "
+            f"the labelled MNIST train split (binarized at every draw), but MNIST is not available "
+            f"under {root}: {err}"
+        ) from err
 
 
 def data_root(dataset, data_dir=None) -> Path:
@@ -182,8 +199,9 @@ def data_root(dataset, data_dir=None) -> Path:
     return Path(folder).parent if folder else default_data_dir()
 
 
-def binarized_mnist_test_labels(binary_images: torch.Tensor, mnist_images: torch.Tensor,
-                                mnist_labels: torch.Tensor) -> torch.Tensor | None:
+def binarized_mnist_test_labels(
+    binary_images: torch.Tensor, mnist_images: torch.Tensor, mnist_labels: torch.Tensor
+) -> torch.Tensor | None:
     """Labels for binarized MNIST's test split: those of the MNIST test images sorted by class (stable), if
     every binary image fits its counterpart -- a 1 only where the grey level is above 0, and as many 1s
     overall as the grey levels predict (within 1%); None if the images are not aligned that way."""
@@ -211,8 +229,16 @@ def writable(path: Path) -> bool:
 def cache_path(dataset, root, seed: int = 0, steps: int | None = None, batch_size: int = 128, lr: float = 1e-3) -> Path:
     """``<root>/<dataset>/feature_net-<hash>.safetensors`` for these settings and this train split."""
     steps = default_steps(len(dataset.train), batch_size) if steps is None else int(steps)
-    settings = {"format": FORMAT, "dataset": dataset.name, "levels": dataset.levels, "num_classes": dataset.num_classes,
-                "seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr}
+    settings = {
+        "format": FORMAT,
+        "dataset": dataset.name,
+        "levels": dataset.levels,
+        "num_classes": dataset.num_classes,
+        "seed": seed,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+    }
     if isinstance(dataset.train, DynamicallyBinarizedSplit):  # the key of the other datasets is unchanged
         settings["binarization"] = "bernoulli(grey/255) per draw"
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
@@ -222,8 +248,9 @@ def cache_path(dataset, root, seed: int = 0, steps: int | None = None, batch_siz
     return Path(root) / dataset.name / f"feature_net-{digest.hexdigest()[:16]}.safetensors"
 
 
-def feature_network(dataset, data_dir=None, seed: int = 0, steps: int | None = None, download: bool = True,
-                    **settings) -> FeatureNet:
+def feature_network(
+    dataset, data_dir=None, seed: int = 0, steps: int | None = None, download: bool = True, **settings
+) -> FeatureNet:
     """The cached feature network of ``dataset`` (trained and saved on first use); in eval mode, on CPU.
 
     It is trained on ``training_source(dataset)`` (binary MNIST: labelled MNIST, binarized at every draw;
@@ -246,8 +273,13 @@ def feature_network(dataset, data_dir=None, seed: int = 0, steps: int | None = N
     else:
         net = train_feature_network(source, seed, steps, **settings)
         path = next((p for p in places if writable(p)), places[-1])
-        meta = {"format": FORMAT, "config": net.config, "test_accuracy": net.test_accuracy,
-                "accuracy_split": net.accuracy_split, "trained_on": net.trained_on}
+        meta = {
+            "format": FORMAT,
+            "config": net.config,
+            "test_accuracy": net.test_accuracy,
+            "accuracy_split": net.accuracy_split,
+            "trained_on": net.trained_on,
+        }
         save_tensors(path, net.state_dict(), meta)
     net.cache_file = str(path)
     net.eval()

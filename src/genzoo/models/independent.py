@@ -3,6 +3,7 @@
 The simplest explicit-density baseline (a fully-visible belief net with no connections): the
 reference point every autoregressive model must beat, and a fast model for testing the core.
 """
+
 from __future__ import annotations
 
 import torch

@@ -17,6 +17,7 @@ The discriminator D(x) = sigmoid(l(x)) works on logits l; every loss is a mean o
 [3] I. Gulrajani et al. Improved Training of Wasserstein GANs. NeurIPS 2017.
 [4] T. Salimans et al. Improved Techniques for Training GANs. NeurIPS 2016 (one-sided label smoothing).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -50,8 +51,9 @@ def critic_loss(real_values: torch.Tensor, fake_values: torch.Tensor) -> torch.T
     return fake_values.mean() - real_values.mean()
 
 
-def interpolate(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def interpolate(
+    real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """x_hat = eps * real + (1 - eps) * fake with eps ~ U[0, 1] per example ([3], Algorithm 1)."""
     if eps is None:
         eps = torch.rand(real.shape[0], generator=generator, device=real.device, dtype=real.dtype)
@@ -59,8 +61,13 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None
     return eps * real + (1.0 - eps) * fake
 
 
-def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-                     eps: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    eps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """E (|grad_x f(x_hat)|_2 - 1)^2 on random interpolates of real and generated images (not yet times lambda).
 
     Differentiable in the critic's parameters (``create_graph``), so it can be added to the critic's loss.

@@ -26,6 +26,7 @@ Each query and key also sees the pixel's position (row and column scaled to [-1/
 [1] X. Chen, N. Mishra, M. Rohaninejad, P. Abbeel. PixelSNAIL: An Improved Autoregressive Generative
     Model. ICML 2018.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,9 @@ from genzoo.nn.incremental import IncrementalConv2d
 from genzoo.nn.masked_conv import MaskedConv2d
 
 
-def causal_pixel_mask(height: int, width: int, include_current: bool = False,
-                      device: torch.device | None = None) -> torch.Tensor:
+def causal_pixel_mask(
+    height: int, width: int, include_current: bool = False, device: torch.device | None = None
+) -> torch.Tensor:
     """Boolean (T, T) matrix, T = H*W: entry (t, s) is True where query position t may read key s < t."""
     t = torch.arange(height * width, device=device)
     return t[None, :] <= t[:, None] if include_current else t[None, :] < t[:, None]
@@ -63,8 +65,16 @@ class CausalPixelAttention(nn.Module):
     ``forward(features, context)``: (N, F, H, W), (N, Ctx, H, W) -> (N, groups*heads*value_channels, H, W).
     """
 
-    def __init__(self, feature_channels: int, context_channels: int, key_channels: int = 16,
-                 value_channels: int = 32, heads: int = 1, groups: int = 1, include_current: bool = False):
+    def __init__(
+        self,
+        feature_channels: int,
+        context_channels: int,
+        key_channels: int = 16,
+        value_channels: int = 32,
+        heads: int = 1,
+        groups: int = 1,
+        include_current: bool = False,
+    ):
         super().__init__()
         self.key_channels, self.value_channels, self.heads, self.groups = key_channels, value_channels, heads, groups
         self.include_current = include_current
@@ -110,8 +120,10 @@ class AttentionCache:
             raise ValueError("cached attention reads strictly earlier pixels only")
         self.attention = attention
         self.width = width
-        self.convs = {name: IncrementalConv2d(getattr(attention, name), batch, height, width)
-                      for name in ("query", "query_position", "key", "value")}
+        self.convs = {
+            name: IncrementalConv2d(getattr(attention, name), batch, height, width)
+            for name in ("query", "query_position", "key", "value")
+        }
         weight = attention.key.weight
         self.positions = pixel_positions(height, width, weight.device).to(weight.dtype)[0]
         m, dk, dv = attention.heads, attention.key_channels, attention.value_channels

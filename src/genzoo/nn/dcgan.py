@@ -23,6 +23,7 @@ of its weight layers in spectral normalization [5].
 [4] I. Gulrajani et al. Improved Training of Wasserstein GANs. NeurIPS 2017.
 [5] T. Miyato et al. Spectral Normalization for Generative Adversarial Networks. ICLR 2018.
 """
+
 from __future__ import annotations
 
 import torch
@@ -66,12 +67,17 @@ class DCGANGenerator(nn.Module):
         k = halvings(h, w)
         self.start = (channels * 2 ** max(k - 1, 0), h >> k, w >> k)
         self.embed = nn.Embedding(num_classes, latent) if num_classes else None
-        self.project = nn.Linear(latent * (2 if num_classes else 1), self.start[0] * self.start[1] * self.start[2],
-                                 bias=False)
+        self.project = nn.Linear(
+            latent * (2 if num_classes else 1), self.start[0] * self.start[1] * self.start[2], bias=False
+        )
         layers: list[nn.Module] = [nn.BatchNorm2d(self.start[0]), nn.ReLU()]
         width = self.start[0]
         for _ in range(k - 1):
-            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU()]
+            layers += [
+                nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(width // 2),
+                nn.ReLU(),
+            ]
             width //= 2
         layers += [nn.ConvTranspose2d(width, c, 4, 2, 1) if k else nn.Conv2d(width, c, 3, padding=1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -86,19 +92,30 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """images (N, C, H, W) in [-1, 1] [+ labels (N,)] -> logits (or critic values) (N,)."""
 
-    def __init__(self, image_shape, channels: int, num_classes: int | None = None, norm: str = "batch",
-                 spectral_norm: bool = False):
+    def __init__(
+        self,
+        image_shape,
+        channels: int,
+        num_classes: int | None = None,
+        norm: str = "batch",
+        spectral_norm: bool = False,
+    ):
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
         c, h, w = image_shape
         k = halvings(h, w)
-        layers: list[nn.Module] = [nn.Conv2d(c, channels, 4, 2, 1) if k else nn.Conv2d(c, channels, 3, padding=1),
-                                   nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(c, channels, 4, 2, 1) if k else nn.Conv2d(c, channels, 3, padding=1),
+            nn.LeakyReLU(0.2),
+        ]
         width = channels
         for _ in range(k - 1):
-            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm == "none"), _norm(norm, width * 2),
-                       nn.LeakyReLU(0.2)]
+            layers += [
+                nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm == "none"),
+                _norm(norm, width * 2),
+                nn.LeakyReLU(0.2),
+            ]
             width *= 2
         self.features = nn.Sequential(*layers, nn.Flatten())
         num_features = width * (h >> k) * (w >> k)

@@ -4,6 +4,7 @@ Shapes: images ``x`` are integers in ``[0, levels)``. For ``levels == 2`` the pa
 logits of the same shape as ``x``; otherwise they are softmax logits with a trailing axis of size
 ``levels``. All log-probabilities are natural logarithms (nats).
 """
+
 from __future__ import annotations
 
 import torch

@@ -11,6 +11,7 @@ Two architectures, chosen by name:
 Decoders return logits in the layout of ``genzoo.nn.distributions``: (M, C, H, W) Bernoulli logits for
 2 levels, (M, C, H, W, levels) softmax logits otherwise.
 """
+
 from __future__ import annotations
 
 import math
@@ -97,8 +98,10 @@ class ConvDecoder(nn.Module):
         layers: list[nn.Module] = []
         channels = [c * k, *hidden]  # channels[i]: channels at resolution sizes[i]
         for i in range(len(hidden), 0, -1):
-            layers += [nn.Upsample(size=sizes[i - 1], mode="nearest"),
-                       nn.Conv2d(channels[i], channels[i - 1], 3, padding=1)] + ([nn.ELU()] if i > 1 else [])
+            layers += [
+                nn.Upsample(size=sizes[i - 1], mode="nearest"),
+                nn.Conv2d(channels[i], channels[i - 1], 3, padding=1),
+            ] + ([nn.ELU()] if i > 1 else [])
         self.convs = nn.Sequential(*layers)
         self.logits = _PixelLogits(tuple(image_shape), k)
 

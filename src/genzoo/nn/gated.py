@@ -28,6 +28,7 @@ blind spot of [2], Figure 1): here (r-1, c+1), (r-2, c+2), ... are all seen.
 Hidden channels are split into contiguous blocks, one per image channel (R, G, B); a gate's tanh
 and sigmoid halves share the block layout, so gating never mixes groups.
 """
+
 from __future__ import annotations
 
 import torch
@@ -73,8 +74,15 @@ class HorizontalConv(nn.Conv2d):
     ``strict`` (mask A): output group g sees input groups < g at the current pixel; else (mask B) <= g.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, width: int,
-                 in_groups: torch.Tensor, out_groups: torch.Tensor, strict: bool):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        width: int,
+        in_groups: torch.Tensor,
+        out_groups: torch.Tensor,
+        strict: bool,
+    ):
         super().__init__(in_channels, out_channels, (1, width))
         mask = torch.ones(out_channels, in_channels, 1, width)
         allowed = in_groups[None, :] < out_groups[:, None] if strict else in_groups[None, :] <= out_groups[:, None]
@@ -111,8 +119,9 @@ class GatedLayer(nn.Module):
         self.channels = channels
         self.first = first
         self.vertical = VerticalConv(in_channels, 2 * channels, kernel_size)
-        self.horizontal = HorizontalConv(in_channels, 2 * channels, kernel_size // 2 + 1,
-                                         in_groups, hidden.repeat(2), strict=first)
+        self.horizontal = HorizontalConv(
+            in_channels, 2 * channels, kernel_size // 2 + 1, in_groups, hidden.repeat(2), strict=first
+        )
         self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)  # rows above only: no mask needed
         self.out = HorizontalConv(channels, 2 * channels, 1, hidden, hidden.repeat(2), strict=False)
 

@@ -6,6 +6,7 @@ so it is safe under bf16 autocast.
 
 [1] Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014 (reparameterization, appendix B KL).
 """
+
 from __future__ import annotations
 
 import math

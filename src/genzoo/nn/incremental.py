@@ -16,6 +16,7 @@ One step costs one (N, rows*k*C_in) x (rows*k*C_in, C_out) matmul instead of a c
 whole image; a 1x1 convolution is a plain matmul with no cache. The results equal the full
 convolution's up to float rounding (the sums are taken in another order).
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,9 +35,18 @@ class IncrementalConv2d:
 
     def __init__(self, conv: nn.Conv2d, batch: int, height: int, width: int):
         k = conv.kernel_size[0]
-        if (conv.kernel_size != (k, k) or k % 2 == 0 or conv.stride != (1, 1) or conv.dilation != (1, 1)
-                or conv.groups != 1 or conv.padding != (k // 2, k // 2) or conv.padding_mode != "zeros"):
-            raise ValueError(f"incremental evaluation needs a square, odd, stride-1, same-padded convolution, got {conv}")
+        if (
+            conv.kernel_size != (k, k)
+            or k % 2 == 0
+            or conv.stride != (1, 1)
+            or conv.dilation != (1, 1)
+            or conv.groups != 1
+            or conv.padding != (k // 2, k // 2)
+            or conv.padding_mode != "zeros"
+        ):
+            raise ValueError(
+                f"incremental evaluation needs a square, odd, stride-1, same-padded convolution, got {conv}"
+            )
         weight = conv.weight.detach()
         mask = getattr(conv, "mask", None)
         if mask is not None:
@@ -64,7 +74,7 @@ class IncrementalConv2d:
             patch = value
         else:
             self.store(value, i, j)
-            patch = self.cache[:, i: i + self.rows, j: j + self.k].reshape(value.shape[0], -1)
+            patch = self.cache[:, i : i + self.rows, j : j + self.k].reshape(value.shape[0], -1)
         if self.bias is None:
             return patch @ self.weight
         return torch.addmm(self.bias, patch, self.weight)
@@ -75,8 +85,9 @@ def incremental_convs(module: nn.Module, batch: int, height: int, width: int) ->
     return {m: IncrementalConv2d(m, batch, height, width) for m in module.modules() if isinstance(m, nn.Conv2d)}
 
 
-def sequential_step(layers: nn.Sequential, value: torch.Tensor, i: int, j: int,
-                    convs: dict[nn.Module, IncrementalConv2d]) -> torch.Tensor:
+def sequential_step(
+    layers: nn.Sequential, value: torch.Tensor, i: int, j: int, convs: dict[nn.Module, IncrementalConv2d]
+) -> torch.Tensor:
     """``layers`` applied at position (i, j) to its input there, ``value`` (N, C).
 
     Convolutions go through their ``IncrementalConv2d`` in ``convs``; every other module must act

@@ -34,6 +34,7 @@ Per-subpixel parameters (``conditional_params``): (..., 3K) = [logits | means | 
 [1] T. Salimans, A. Karpathy, X. Chen, D. P. Kingma. PixelCNN++: Improving the PixelCNN with
     Discretized Logistic Mixture Likelihood and Other Modifications. ICLR 2017.
 """
+
 from __future__ import annotations
 
 import torch
@@ -122,14 +123,16 @@ def conditional_params(raw: torch.Tensor, x: torch.Tensor, levels: int, mixtures
     c, k = x.shape[1], mixtures
     raw = raw.float().permute(0, 2, 3, 1)  # (N, H, W, raw_size)
     logits = torch.log_softmax(raw[..., :k], -1)
-    means = raw[..., k:k + c * k].unflatten(-1, (c, k))
-    log_scales = raw[..., k + c * k:k + 2 * c * k].unflatten(-1, (c, k)).clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
-    coefficients = torch.tanh(raw[..., k + 2 * c * k:].unflatten(-1, (num_pairs(c), k)))
+    means = raw[..., k : k + c * k].unflatten(-1, (c, k))
+    log_scales = raw[..., k + c * k : k + 2 * c * k].unflatten(-1, (c, k)).clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
+    coefficients = torch.tanh(raw[..., k + 2 * c * k :].unflatten(-1, (num_pairs(c), k)))
     x = x.permute(0, 2, 3, 1)  # (N, H, W, C)
     means = couple_channels(means, coefficients, symmetric_inputs(x, levels))
     posterior = [logits]  # channel c: log pi_k + sum_{c' < c} log P_k(x_c')
     for ch in range(1, c):
-        posterior.append(posterior[-1] + component_log_probs(x[..., ch - 1], means[..., ch - 1, :],
-                                                             log_scales[..., ch - 1, :], levels))
+        posterior.append(
+            posterior[-1]
+            + component_log_probs(x[..., ch - 1], means[..., ch - 1, :], log_scales[..., ch - 1, :], levels)
+        )
     params = torch.cat([torch.stack(posterior, -2), means, log_scales], -1)  # (N, H, W, C, 3K)
     return params.permute(0, 3, 1, 2, 4)

@@ -51,6 +51,7 @@ BiLSTM the right-to-left sweep of the finished row).
 
 [1] A. van den Oord, N. Kalchbrenner, K. Kavukcuoglu, "Pixel Recurrent Neural Networks", ICML 2016.
 """
+
 from __future__ import annotations
 
 import torch
@@ -76,13 +77,13 @@ def conv_at(conv: nn.Conv2d, patch: torch.Tensor) -> torch.Tensor:
 class MaskedRowConv2d(nn.Conv2d):
     """A 1 x k convolution along the row with mask 'B' (the centre row of the k x k causal mask)::
 
-        1 1 o 0 0      o: the pixel itself, colour groups <= own group (mask 'B')
+    1 1 o 0 0      o: the pixel itself, colour groups <= own group (mask 'B')
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, color_groups: int):
         super().__init__(in_channels, out_channels, (1, kernel_size), padding=(0, kernel_size // 2))
         mask = causal_mask(in_channels, out_channels, kernel_size, "B", color_groups)
-        self.register_buffer("mask", mask[:, :, kernel_size // 2:kernel_size // 2 + 1], persistent=False)
+        self.register_buffer("mask", mask[:, :, kernel_size // 2 : kernel_size // 2 + 1], persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
@@ -113,14 +114,19 @@ class RowLSTMLayer(nn.Module):
     def start_cache(self, n: int, width: int, like: torch.Tensor) -> dict:
         pad = self.kernel_size // 2
         zeros = lambda f, w=width: like.new_zeros(n, f, w)  # noqa: E731
-        return {"stream": zeros(2 * self.hidden, width + 2 * pad), "h": zeros(self.hidden), "c": zeros(self.hidden),
-                "c_above": zeros(self.hidden), "recurrent": self.state_to_state(zeros(self.hidden))}
+        return {
+            "stream": zeros(2 * self.hidden, width + 2 * pad),
+            "h": zeros(self.hidden),
+            "c": zeros(self.hidden),
+            "c_above": zeros(self.hidden),
+            "recurrent": self.state_to_state(zeros(self.hidden)),
+        }
 
     def step(self, cache: dict, col: int, s: torch.Tensor) -> torch.Tensor:
         """Stream (N, 2h) at (row, col) -> stream after this layer; records the pixel's states."""
         k = self.kernel_size
         cache["stream"][:, :, col + k // 2] = s
-        patch = cache["stream"][:, :, None, col:col + k]
+        patch = cache["stream"][:, :, None, col : col + k]
         gates = conv_at(self.input_to_state, patch) + cache["recurrent"][:, :, col]
         h, c = lstm_cell(gates, cache["c_above"][:, :, col], self.groups)
         cache["h"][:, :, col], cache["c"][:, :, col] = h, c
@@ -193,8 +199,9 @@ class DiagonalBiLSTMLayer(nn.Module):
         h = self.hidden  # block-diagonal weight on [above_lr, above_rl, left_lr, left_rl]
         lr, rl = self.left_to_right.weight, self.right_to_left.weight
         zero = lr.new_zeros(4 * h, h)
-        weight = torch.cat([torch.cat([lr[:, :h], zero, lr[:, h:], zero], 1),
-                            torch.cat([zero, rl[:, :h], zero, rl[:, h:]], 1)], 0)
+        weight = torch.cat(
+            [torch.cat([lr[:, :h], zero, lr[:, h:], zero], 1), torch.cat([zero, rl[:, :h], zero, rl[:, h:]], 1)], 0
+        )
         forward, backward = diagonal_lstm(gates, weight, 2 * self.groups).chunk(2, 1)
         backward = F.pad(backward.flip(3)[:, :, :-1], (0, 0, 1, 0))  # row r gets row r-1: no future pixel
         return s + self.output(forward + backward)
@@ -203,8 +210,13 @@ class DiagonalBiLSTMLayer(nn.Module):
     # the current row (filled pixel by pixel) and the right-to-left states of the previous row.
     def start_cache(self, n: int, width: int, like: torch.Tensor) -> dict:
         zeros = lambda f: like.new_zeros(n, f, width)  # noqa: E731
-        return {"h": zeros(self.hidden), "c": zeros(self.hidden), "h_above": zeros(self.hidden),
-                "gates_rl": zeros(4 * self.hidden), "h_rl_above": zeros(self.hidden)}
+        return {
+            "h": zeros(self.hidden),
+            "c": zeros(self.hidden),
+            "h_above": zeros(self.hidden),
+            "gates_rl": zeros(4 * self.hidden),
+            "h_rl_above": zeros(self.hidden),
+        }
 
     def step(self, cache: dict, col: int, s: torch.Tensor) -> torch.Tensor:
         """Stream (N, 2h) at (row, col) -> stream after this layer; records the pixel's states."""

@@ -15,6 +15,7 @@ MADE's direct connections) is::
 [1] M. Germain, K. Gregor, I. Murray, H. Larochelle. MADE: Masked Autoencoder for Distribution
     Estimation. ICML 2015.
 """
+
 from __future__ import annotations
 
 import torch

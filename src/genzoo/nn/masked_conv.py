@@ -28,6 +28,7 @@ A 1x1 convolution with mask 'B' is a per-pixel linear map that keeps this colour
 [1] A. van den Oord, N. Kalchbrenner, K. Kavukcuoglu. Pixel Recurrent Neural Networks. ICML 2016,
     section 3.4 (masked convolution, masks A and B).
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,8 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def causal_mask(in_channels: int, out_channels: int, kernel_size: int, mask_type: str,
-                color_groups: int = 1) -> torch.Tensor:
+def causal_mask(
+    in_channels: int, out_channels: int, kernel_size: int, mask_type: str, color_groups: int = 1
+) -> torch.Tensor:
     """The 0/1 float mask of shape (out_channels, in_channels, k, k) described in the module docstring."""
     if mask_type not in ("A", "B"):
         raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
@@ -47,8 +49,8 @@ def causal_mask(in_channels: int, out_channels: int, kernel_size: int, mask_type
             raise ValueError(f"{name}={n} must be divisible by color_groups={color_groups}")
     c = kernel_size // 2
     mask = torch.ones(out_channels, in_channels, kernel_size, kernel_size)
-    mask[:, :, c, c + 1:] = 0  # right of the centre, same row
-    mask[:, :, c + 1:, :] = 0  # rows below
+    mask[:, :, c, c + 1 :] = 0  # right of the centre, same row
+    mask[:, :, c + 1 :, :] = 0  # rows below
     out_group = torch.arange(out_channels) * color_groups // out_channels
     in_group = torch.arange(in_channels) * color_groups // in_channels
     earlier = in_group[None, :] < out_group[:, None] if mask_type == "A" else in_group[None, :] <= out_group[:, None]
@@ -63,13 +65,21 @@ class MaskedConv2d(nn.Conv2d):
     never modified, so the masked entries simply receive zero gradient.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str = "B",
-                 color_groups: int = 1, bias: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        mask_type: str = "B",
+        color_groups: int = 1,
+        bias: bool = True,
+    ):
         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
         self.mask_type = mask_type
         self.color_groups = color_groups
-        self.register_buffer("mask", causal_mask(in_channels, out_channels, kernel_size, mask_type, color_groups),
-                             persistent=False)
+        self.register_buffer(
+            "mask", causal_mask(in_channels, out_channels, kernel_size, mask_type, color_groups), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)

@@ -5,6 +5,7 @@
 
 All logarithms are natural: log Z and its standard error are in nats.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,13 +68,16 @@ def configurations(num_units: int, levels: int, start: int, stop: int, device=No
     return torch.div(index[:, None], powers, rounding_mode="floor") % levels
 
 
-def enumerate_logsumexp(term: Callable[[torch.Tensor], torch.Tensor], num_units: int, levels: int,
-                        chunk: int, device=None) -> float:
+def enumerate_logsumexp(
+    term: Callable[[torch.Tensor], torch.Tensor], num_units: int, levels: int, chunk: int, device=None
+) -> float:
     """log sum over all ``levels ** num_units`` states s of exp(term(s)), in batches of ``chunk`` states.
 
     ``term`` maps a LongTensor of states (B, num_units) to log-weights (B,).
     """
-    total = levels ** num_units
-    parts = [torch.logsumexp(term(configurations(num_units, levels, start, min(start + chunk, total), device)), 0)
-             for start in range(0, total, chunk)]
+    total = levels**num_units
+    parts = [
+        torch.logsumexp(term(configurations(num_units, levels, start, min(start + chunk, total), device)), 0)
+        for start in range(0, total, chunk)
+    ]
     return float(torch.logsumexp(torch.stack(parts), 0))

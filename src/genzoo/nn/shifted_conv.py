@@ -29,6 +29,7 @@ L positions. The results equal the full convolution's up to float rounding (othe
 [3] P. Ramachandran, T. L. Paine, P. Khorrami, et al. Fast Generation for Convolutional Autoregressive
     Models. ICLR workshop 2017.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -60,6 +61,7 @@ def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 class Span(NamedTuple):
     """Positions (row, start..stop-1) of resolution ``level`` (the image halved ``level`` times)."""
+
     level: int
     row: int
     start: int
@@ -89,7 +91,7 @@ class StepCache:
         if layer not in self.maps:
             height, width = self.size(span.level)
             self.maps[layer] = x.new_zeros(x.shape[0], top + height + bottom, left + width + right, x.shape[-1])
-        self.maps[layer][:, top + span.row, left + span.start:left + span.stop] = x
+        self.maps[layer][:, top + span.row, left + span.start : left + span.stop] = x
 
     def matrix(self, conv: nn.Conv2d) -> torch.Tensor:
         """``conv``'s weight as a (C_out, kh * kw * C_in) matrix for channels-last windows (made once)."""
@@ -119,8 +121,9 @@ class DownShiftedConv2d(nn.Conv2d):
         In the padded map, output (i, j) reads rows stride*i + (0..kh-1), columns stride*j + (0..kw-1).
         """
         (kh, kw), stride = self.kernel_size, self.stride[0]
-        rows = cache.maps[self][:, stride * span.row:stride * span.row + kh,
-                                stride * span.start:stride * (span.stop - 1) + kw]  # (N, kh, columns, C_in)
+        rows = cache.maps[self][
+            :, stride * span.row : stride * span.row + kh, stride * span.start : stride * (span.stop - 1) + kw
+        ]  # (N, kh, columns, C_in)
         windows = rows.unfold(2, kw, stride).permute(0, 2, 1, 4, 3).flatten(2)  # (N, L, kh * kw * C_in)
         return F.linear(windows, cache.matrix(self), self.bias)
 
@@ -151,7 +154,7 @@ class DownShiftedConvTranspose2d(nn.ConvTranspose2d):
         self.left = self.kernel_size[1] // 2
 
     def forward(self, x: torch.Tensor, size) -> torch.Tensor:
-        return super().forward(x)[:, :, :size[0], self.left:self.left + size[1]]
+        return super().forward(x)[:, :, : size[0], self.left : self.left + size[1]]
 
     def store(self, cache: StepCache, span: Span, x: torch.Tensor) -> None:
         """Write the input ``x`` (N, L, C_in) at ``span`` (of the coarser, input resolution)."""
@@ -166,7 +169,7 @@ class DownShiftedConvTranspose2d(nn.ConvTranspose2d):
         x = stored[:, first:stop].transpose(1, 2)[:, :, None]  # (N, C_in, 1, columns)
         out = F.conv_transpose2d(x, self.weight, self.bias, stride=2)[:, :, span.row % 2]
         offset = span.start + self.left - 2 * first
-        return out[:, :, offset:offset + span.stop - span.start].transpose(1, 2)
+        return out[:, :, offset : offset + span.stop - span.start].transpose(1, 2)
 
 
 class DownRightShiftedConvTranspose2d(DownShiftedConvTranspose2d):

@@ -14,6 +14,7 @@ train split, scored on the requested split) against the majority-class rate; clu
 mixture fitted to the train codes (``genzoo.models.classic.gmm``), scored on the requested split by
 adjusted Rand index and normalized mutual information against the labels.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,8 @@ def encode_split(model, split: ImageSplit, batch_size: int = 500, seed: int = 0)
     model.eval()
     codes = []
     for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size].to(model.device)
-        yb = None if y is None or not model.conditional else y[start:start + batch_size].to(model.device)
+        xb = x[start : start + batch_size].to(model.device)
+        yb = None if y is None or not model.conditional else y[start : start + batch_size].to(model.device)
         codes.append(model.code(xb, yb).float().cpu())
     model.train(was_training)
     codes = torch.cat(codes) if codes else torch.zeros(0, 0)
@@ -75,14 +76,20 @@ def linear_probe(model, dataset, split: str = "test", C: float = 1.0, seed: int 
     # levels=2 makes the classifier's pixel scaling x / (levels - 1) the identity on these real codes
     probe = LogisticRegressionClassifier(classes, levels=2, C=C)
     probe.fit(torch.from_numpy(train_codes), torch.from_numpy(train_labels))
-    return {"accuracy": probe.accuracy(torch.from_numpy(codes), torch.from_numpy(labels)),
-            "train_accuracy": probe.accuracy(torch.from_numpy(train_codes), torch.from_numpy(train_labels)),
-            "chance": float(np.bincount(labels).max() / len(labels)), "n_train": len(train_labels),
-            "n": len(labels), "latent": int(codes.shape[1]), "split": split}
+    return {
+        "accuracy": probe.accuracy(torch.from_numpy(codes), torch.from_numpy(labels)),
+        "train_accuracy": probe.accuracy(torch.from_numpy(train_codes), torch.from_numpy(train_labels)),
+        "chance": float(np.bincount(labels).max() / len(labels)),
+        "n_train": len(train_labels),
+        "n": len(labels),
+        "latent": int(codes.shape[1]),
+        "split": split,
+    }
 
 
-def cluster_codes(model, dataset, split: str = "test", components: int | None = None, seed: int = 0,
-                  restarts: int = 3) -> dict:
+def cluster_codes(
+    model, dataset, split: str = "test", components: int | None = None, seed: int = 0, restarts: int = 3
+) -> dict:
     """A Gaussian mixture (full covariances, ``components`` = the number of classes by default, the best
     of ``restarts`` EM runs) fitted to the standardized train codes; ARI and NMI of its assignments of
     ``split``'s codes against the labels."""
@@ -92,15 +99,19 @@ def cluster_codes(model, dataset, split: str = "test", components: int | None = 
     train_codes, codes = _standardize(train_codes, codes)
     components = int(components or dataset.num_classes or 10)
     mixture = GaussianMixtureModel(components, covariance="full", seed=seed, restarts=restarts).fit(train_codes)
-    return {**cluster_scores(labels, mixture.predict(codes)), "components": components, "n": len(labels),
-            "split": split}
+    return {
+        **cluster_scores(labels, mixture.predict(codes)),
+        "components": components,
+        "n": len(labels),
+        "split": split,
+    }
 
 
 def project_2d(codes: np.ndarray) -> tuple[np.ndarray, list[float]]:
     """Codes (N, d) -> (N, 2): themselves when d <= 2 (padded with zeros for d = 1), else their first
     two principal components; with the fraction of the variance each axis holds."""
     centred = codes - codes.mean(0)
-    total = float((centred ** 2).sum()) or 1.0
+    total = float((centred**2).sum()) or 1.0
     if codes.shape[1] <= 2:
         points = np.pad(codes, ((0, 0), (0, 2 - codes.shape[1])))
         return points, [float((centred[:, i] ** 2).sum() / total) if i < codes.shape[1] else 0.0 for i in range(2)]
@@ -118,14 +129,21 @@ def latent_map(model, split: ImageSplit, path, max_points: int = 2000, seed: int
     points, explained = project_2d(codes)
     pca = codes.shape[1] > 2
     names = [f"PC{i + 1} ({100 * e:.0f}% of variance)" if pca else f"z{i + 1}" for i, e in enumerate(explained)]
-    path = scatter_plot(points, labels, path, title=f"latent codes of {len(codes)} images"
-                        + (f" (PCA of {codes.shape[1]} dimensions)" if pca else ""), xlabel=names[0], ylabel=names[1])
+    path = scatter_plot(
+        points,
+        labels,
+        path,
+        title=f"latent codes of {len(codes)} images" + (f" (PCA of {codes.shape[1]} dimensions)" if pca else ""),
+        xlabel=names[0],
+        ylabel=names[1],
+    )
     return {"path": str(path), "n": len(codes), "latent": int(codes.shape[1]), "explained_variance": explained}
 
 
 @torch.no_grad()
-def interpolate(model, split: ImageSplit, pairs: list[tuple[int, int]], steps: int = 10, seed: int = 0,
-                mean: bool = True) -> torch.Tensor:
+def interpolate(
+    model, split: ImageSplit, pairs: list[tuple[int, int]], steps: int = 10, seed: int = 0, mean: bool = True
+) -> torch.Tensor:
     """For each pair (a, b) of image indices: image a, ``steps`` images decoded along the straight line
     from code(a) to code(b) (both ends included), image b. Returns (pairs, steps + 2, C, H, W); a
     conditional model decodes the whole row with image a's label."""

@@ -10,6 +10,7 @@ with few examples, logistic regression with many.
 [1] A. Y. Ng, M. I. Jordan. On discriminative vs. generative classifiers: a comparison of logistic
     regression and naive Bayes. NIPS 2002.
 """
+
 from __future__ import annotations
 
 import csv
@@ -41,7 +42,7 @@ def default_classifiers() -> dict[str, Factory]:
 
 def default_sizes(num_train: int, num_classes: int) -> list[int]:
     """10, 20, 50, 100, 200, 500, ... below ``num_train`` (at least one per class), then ``num_train``."""
-    sizes = [m * 10 ** e for e in range(1, 8) for m in (1, 2, 5)]
+    sizes = [m * 10**e for e in range(1, 8) for m in (1, 2, 5)]
     return [s for s in sizes if num_classes <= s < num_train] + [num_train]
 
 
@@ -58,13 +59,20 @@ def stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tenso
     take = quota.floor().long()
     order = np.argsort(-(quota - take).numpy() + rng.random(len(classes)) * 1e-9, kind="stable")
     take[torch.from_numpy(order[: size - int(take.sum())].copy())] += 1
-    picked = [np.flatnonzero(labels.numpy() == c)[rng.permutation(int(n))[: int(k)]]
-              for c, n, k in zip(classes.tolist(), counts.tolist(), take.tolist())]
+    picked = [
+        np.flatnonzero(labels.numpy() == c)[rng.permutation(int(n))[: int(k)]]
+        for c, n, k in zip(classes.tolist(), counts.tolist(), take.tolist())
+    ]
     return torch.from_numpy(np.sort(np.concatenate(picked)))
 
 
-def learning_curve(dataset: ImageDataset, sizes: Sequence[int], seeds: Sequence[int],
-                   classifiers: dict[str, Factory] | None = None, split: str = "test") -> list[dict]:
+def learning_curve(
+    dataset: ImageDataset,
+    sizes: Sequence[int],
+    seeds: Sequence[int],
+    classifiers: dict[str, Factory] | None = None,
+    split: str = "test",
+) -> list[dict]:
     """Error on ``split`` of each classifier trained on stratified subsets of the train split.
 
     Returns one row per (classifier, size): classifier, size, seeds (how many), error_mean, error_sd
@@ -86,9 +94,16 @@ def learning_curve(dataset: ImageDataset, sizes: Sequence[int], seeds: Sequence[
                 x, y = train.batch(index, torch.Generator().manual_seed(seed))
                 predicted = factory(dataset).fit(x, y).predict(x_test)
                 errors.append(float((torch.as_tensor(predicted).cpu() != y_test).double().mean()))
-            rows.append({"classifier": name, "size": size, "seeds": len(errors),
-                         "error_mean": statistics.fmean(errors),
-                         "error_sd": statistics.stdev(errors) if len(errors) > 1 else 0.0, "errors": errors})
+            rows.append(
+                {
+                    "classifier": name,
+                    "size": size,
+                    "seeds": len(errors),
+                    "error_mean": statistics.fmean(errors),
+                    "error_sd": statistics.stdev(errors) if len(errors) > 1 else 0.0,
+                    "errors": errors,
+                }
+            )
     return rows
 
 
@@ -113,13 +128,24 @@ def plot_learning_curve(rows: list[dict], path, title: str = "") -> Path:
     series = []
     for name in dict.fromkeys(r["classifier"] for r in rows):
         mine = sorted((r for r in rows if r["classifier"] == name), key=lambda r: r["size"])
-        series.append({"label": name, "x": [r["size"] for r in mine], "y": [r["error_mean"] for r in mine],
-                       "err": [r["error_sd"] for r in mine]})
+        series.append(
+            {
+                "label": name,
+                "x": [r["size"] for r in mine],
+                "y": [r["error_mean"] for r in mine],
+                "err": [r["error_sd"] for r in mine],
+            }
+        )
     return line_plot(series, path, title=title, xlabel="training examples", ylabel="test error", logx=True)
 
 
-def run_learning_curve(data_name: str = "digits", data_dir=None, out_dir="learning-curve",
-                       sizes: Sequence[int] | None = None, seeds: Sequence[int] = (0, 1, 2, 3, 4)) -> dict:
+def run_learning_curve(
+    data_name: str = "digits",
+    data_dir=None,
+    out_dir="learning-curve",
+    sizes: Sequence[int] | None = None,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+) -> dict:
     """Load ``data_name``, run ``learning_curve`` (default sizes: ``default_sizes``), and write
     ``learning_curve.csv`` and ``learning_curve.png`` into ``out_dir``. Returns {"rows", "csv", "png"}."""
     from genzoo.data import load_dataset

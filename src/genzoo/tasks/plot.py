@@ -4,6 +4,7 @@
 ``draw_line_plot`` returns the picture instead, and ``save_panels`` tiles several into one PNG.
 ``scatter_plot`` draws 2-D points coloured by class (maps of latent codes).
 """
+
 from __future__ import annotations
 
 import math
@@ -29,12 +30,19 @@ def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 def _log_ticks(lo: float, hi: float) -> list[float]:
     """1-2-5 values times powers of ten within [lo, hi]."""
-    ticks = [m * 10 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1) for m in (1, 2, 5)]
+    ticks = [m * 10**e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1) for m in (1, 2, 5)]
     return [t for t in ticks if lo <= t <= hi] or [lo, hi]
 
 
-def line_plot(series: list[dict], path, title: str = "", xlabel: str = "", ylabel: str = "",
-              logx: bool = False, size: tuple[int, int] = (720, 480)) -> Path:
+def line_plot(
+    series: list[dict],
+    path,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    logx: bool = False,
+    size: tuple[int, int] = (720, 480),
+) -> Path:
     """Write a PNG of ``series``: dicts with ``label``, ``x``, ``y`` and optional ``err`` (half-height of
     each error bar). Returns the path; the file is replaced atomically."""
     return _save_png(draw_line_plot(series, title, xlabel, ylabel, logx, size), path)
@@ -68,8 +76,14 @@ def _draw_axes(draw, to_px, x_ticks, y_ticks, frame, font, grid: bool) -> None:
     draw.rectangle([left, top, right, bottom], outline="black")
 
 
-def draw_line_plot(series: list[dict], title: str = "", xlabel: str = "", ylabel: str = "",
-                   logx: bool = False, size: tuple[int, int] = (720, 480)) -> Image.Image:
+def draw_line_plot(
+    series: list[dict],
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    logx: bool = False,
+    size: tuple[int, int] = (720, 480),
+) -> Image.Image:
     """The picture ``line_plot`` writes, as a PIL image."""
     width, height = size
     left, right, top, bottom = 70, 20, 40, 60
@@ -111,8 +125,13 @@ def draw_line_plot(series: list[dict], title: str = "", xlabel: str = "", ylabel
         draw.line([width - right - 150, y_legend, width - right - 125, y_legend], fill=colour, width=2)
         draw.text((width - right - 120, y_legend), s["label"], fill="black", font=font, anchor="lm")
     draw.text((width / 2, 12), title, fill="black", font=font, anchor="ma")
-    draw.text(((left + width - right) / 2, height - 22), xlabel + (" (log scale)" if logx else ""),
-              fill="black", font=font, anchor="ma")
+    draw.text(
+        ((left + width - right) / 2, height - 22),
+        xlabel + (" (log scale)" if logx else ""),
+        fill="black",
+        font=font,
+        anchor="ma",
+    )
     label = Image.new("RGB", (height, 16), "white")  # the y label, drawn horizontally then turned
     ImageDraw.Draw(label).text((height / 2, 8), ylabel, fill="black", font=font, anchor="mm")
     image.paste(label.rotate(90, expand=True), (4, 0))
@@ -134,12 +153,23 @@ def _save_png(image: Image.Image, path) -> Path:
 
 
 # ten well-separated colours for categorical points (class labels), in the order of matplotlib's "tab10"
-CATEGORY_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-                    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+CATEGORY_COLOURS = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
 
 
-def scatter_plot(points, labels, path, title: str = "", xlabel: str = "", ylabel: str = "",
-                 size: tuple[int, int] = (640, 560)) -> Path:
+def scatter_plot(
+    points, labels, path, title: str = "", xlabel: str = "", ylabel: str = "", size: tuple[int, int] = (640, 560)
+) -> Path:
     """Write a PNG scatter of ``points`` (N, 2) coloured by integer ``labels`` (N,) (None: one colour),
     with a legend of the labels present. Returns the path; the file is replaced atomically."""
     width, height = size

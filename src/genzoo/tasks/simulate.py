@@ -20,6 +20,7 @@ investment, percent, 1959-2009: three columns).
 [1] L. R. Rabiner. A tutorial on hidden Markov models and selected applications in speech
     recognition. Proceedings of the IEEE 77(2), 1989.
 """
+
 from __future__ import annotations
 
 import csv
@@ -97,8 +98,10 @@ def load_csv(path, columns: list[str] | None = None) -> tuple[np.ndarray, list[s
                 raise ValueError(f"{path} line {line}, column {name!r}: {text!r} is not a number")
             values[i, j] = float(text) if text else math.nan
             if not math.isfinite(values[i, j]):
-                raise ValueError(f"{path} line {line}, column {name!r}: missing or non-finite value ({text!r}); "
-                                 "drop or fill such rows first")
+                raise ValueError(
+                    f"{path} line {line}, column {name!r}: missing or non-finite value ({text!r}); "
+                    "drop or fill such rows first"
+                )
     return values, list(columns)
 
 
@@ -118,23 +121,36 @@ def autocorrelation(x: np.ndarray, lags: int) -> np.ndarray:
     return np.array([float(x[:-k] @ x[k:]) / denom for k in range(1, lags + 1)])
 
 
-def fit_gaussian_hmm(z: np.ndarray, states: int, covariance: str, restarts: int, iterations: int,
-                     seed: int) -> tuple[HMM, float]:
+def fit_gaussian_hmm(
+    z: np.ndarray, states: int, covariance: str, restarts: int, iterations: int, seed: int
+) -> tuple[HMM, float]:
     """The best of ``restarts`` Baum-Welch runs on one standardized series z (T, d): (model, log p(z)).
     Each run stops once it gains less than 1e-4 nats per time step."""
     obs = torch.as_tensor(z, dtype=torch.float64)[None]
     best, best_ll = None, -math.inf
     for restart in range(restarts):
         model = HMM(GaussianEmission(states, z.shape[1], covariance, min_covar=1e-3)).double()
-        history = model.fit_em(obs, iterations, tol=1e-4 * z.shape[0], generator=torch.Generator().manual_seed(seed + restart))
+        history = model.fit_em(
+            obs, iterations, tol=1e-4 * z.shape[0], generator=torch.Generator().manual_seed(seed + restart)
+        )
         if history["log_likelihood"][-1] > best_ll:
             best, best_ll = model, history["log_likelihood"][-1]
     return best, best_ll
 
 
-def simulate(values: np.ndarray, columns: list[str], out, name: str = "series", states: int = 3,
-             covariance: str = "diag", samples: int = 100, lags: int = 20, restarts: int = 4,
-             iterations: int = 200, seed: int = 0) -> dict:
+def simulate(
+    values: np.ndarray,
+    columns: list[str],
+    out,
+    name: str = "series",
+    states: int = 3,
+    covariance: str = "diag",
+    samples: int = 100,
+    lags: int = 20,
+    restarts: int = 4,
+    iterations: int = 200,
+    seed: int = 0,
+) -> dict:
     """Fit, simulate ``samples`` series of the same length, compare, write PNG + JSON; returns the numbers."""
     from scipy.stats import ks_2samp
 
@@ -152,18 +168,29 @@ def simulate(values: np.ndarray, columns: list[str], out, name: str = "series", 
     jacobian = float(np.log(scale).sum())  # log density of the original units = standardized - sum log scale
     _, draws = model.sample(samples, t_len, torch.Generator().manual_seed(seed))
     simulated = draws.numpy() * scale + mean  # (samples, T, d)
-    result = {"series": name, "columns": columns, "length": t_len, "states": states, "covariance": covariance,
-              "samples": samples, "seed": seed,
-              "log_likelihood_per_step": log_lik / t_len - jacobian,
-              "iid_gaussian_log_likelihood_per_step": iid_log_lik / t_len - jacobian,
-              "lags": list(range(1, lags + 1)), "per_column": {}}
+    result = {
+        "series": name,
+        "columns": columns,
+        "length": t_len,
+        "states": states,
+        "covariance": covariance,
+        "samples": samples,
+        "seed": seed,
+        "log_likelihood_per_step": log_lik / t_len - jacobian,
+        "iid_gaussian_log_likelihood_per_step": iid_log_lik / t_len - jacobian,
+        "lags": list(range(1, lags + 1)),
+        "per_column": {},
+    }
     panels = []
     for j, column in enumerate(columns):
         real, fake = values[:, j], simulated[:, :, j]
         acf_fake = np.stack([autocorrelation(s, lags) for s in fake])
-        stats = {"ks_statistic": float(ks_2samp(real, fake.reshape(-1)).statistic),
-                 "acf_real": autocorrelation(real, lags).tolist(), "acf_simulated_mean": acf_fake.mean(0).tolist(),
-                 "acf_simulated_sd": acf_fake.std(0).tolist()}
+        stats = {
+            "ks_statistic": float(ks_2samp(real, fake.reshape(-1)).statistic),
+            "acf_real": autocorrelation(real, lags).tolist(),
+            "acf_simulated_mean": acf_fake.mean(0).tolist(),
+            "acf_simulated_sd": acf_fake.std(0).tolist(),
+        }
         result["per_column"][column] = stats
         panels += _panels(column, real, fake.reshape(-1), stats, result["lags"])
     out = Path(out)
@@ -182,12 +209,26 @@ def _panels(column, real, fake, stats, lags):
     edges = np.histogram_bin_edges(np.concatenate([real, fake]), bins=min(30, max(5, len(real) // 10)))
     centres = (0.5 * (edges[1:] + edges[:-1])).tolist()
     density = [np.histogram(v, edges, density=True)[0].tolist() for v in (real, fake)]
-    histogram = draw_line_plot([{"label": "real", "x": centres, "y": density[0]},
-                                {"label": "simulated", "x": centres, "y": density[1]}],
-                               title=f"{column}: marginal (KS {stats['ks_statistic']:.3f})", xlabel=column,
-                               ylabel="density", size=(560, 360))
-    acf = draw_line_plot([{"label": "real", "x": lags, "y": stats["acf_real"]},
-                          {"label": "simulated (mean ± sd)", "x": lags, "y": stats["acf_simulated_mean"],
-                           "err": stats["acf_simulated_sd"]}],
-                         title=f"{column}: autocorrelation", xlabel="lag", ylabel="ACF", size=(560, 360))
+    histogram = draw_line_plot(
+        [{"label": "real", "x": centres, "y": density[0]}, {"label": "simulated", "x": centres, "y": density[1]}],
+        title=f"{column}: marginal (KS {stats['ks_statistic']:.3f})",
+        xlabel=column,
+        ylabel="density",
+        size=(560, 360),
+    )
+    acf = draw_line_plot(
+        [
+            {"label": "real", "x": lags, "y": stats["acf_real"]},
+            {
+                "label": "simulated (mean ± sd)",
+                "x": lags,
+                "y": stats["acf_simulated_mean"],
+                "err": stats["acf_simulated_sd"],
+            },
+        ],
+        title=f"{column}: autocorrelation",
+        xlabel="lag",
+        ylabel="ACF",
+        size=(560, 360),
+    )
     return [histogram, acf]

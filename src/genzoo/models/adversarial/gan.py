@@ -27,18 +27,29 @@ Stabilizers: ``spectral_norm`` [5] on D's layers, one-sided ``label_smoothing`` 
 [4] T. Salimans et al. Improved Techniques for Training GANs. NeurIPS 2016.
 [5] T. Miyato et al. Spectral Normalization for Generative Adversarial Networks. ICLR 2018.
 """
+
 from __future__ import annotations
 
 import torch
 
 from genzoo.models.base import GenerativeModel
-from genzoo.nn.adversarial import (OBJECTIVES, critic_loss, dequantize, discriminator_loss, generator_loss,
-                                   gradient_penalty, quantize)
+from genzoo.nn.adversarial import (
+    OBJECTIVES,
+    critic_loss,
+    dequantize,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    quantize,
+)
 from genzoo.nn.dcgan import NORMS, DCGANDiscriminator, DCGANGenerator
 
 # the papers' Adam settings: DCGAN [2] sec. 4, WGAN-GP [3] Algorithm 1
-PAPER_OPTIMIZER = {"minimax": (2e-4, (0.5, 0.999)), "non-saturating": (2e-4, (0.5, 0.999)),
-                   "wgan-gp": (1e-4, (0.0, 0.9))}
+PAPER_OPTIMIZER = {
+    "minimax": (2e-4, (0.5, 0.999)),
+    "non-saturating": (2e-4, (0.5, 0.999)),
+    "wgan-gp": (1e-4, (0.0, 0.9)),
+}
 
 
 class DCGAN(GenerativeModel):
@@ -49,20 +60,35 @@ class DCGAN(GenerativeModel):
     norm for wgan-gp, none with spectral norm, else batch norm; ``lr``/``betas`` None: the papers' values.
     """
 
-    def __init__(self, image_shape, levels: int, objective: str = "non-saturating", latent: int = 64,
-                 channels: int = 64, num_classes: int | None = None, n_critic: int | None = None,
-                 gp_weight: float = 10.0, spectral_norm: bool = False, label_smoothing: float = 0.0,
-                 d_norm: str = "auto", lr: float | None = None, betas: list[float] | None = None):
+    def __init__(
+        self,
+        image_shape,
+        levels: int,
+        objective: str = "non-saturating",
+        latent: int = 64,
+        channels: int = 64,
+        num_classes: int | None = None,
+        n_critic: int | None = None,
+        gp_weight: float = 10.0,
+        spectral_norm: bool = False,
+        label_smoothing: float = 0.0,
+        d_norm: str = "auto",
+        lr: float | None = None,
+        betas: list[float] | None = None,
+    ):
         super().__init__(image_shape, levels, num_classes)
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         if d_norm == "auto":
             d_norm = "layer" if objective == "wgan-gp" else "none" if spectral_norm else "batch"
-        checks = [(latent >= 1 and channels >= 1, "latent and channels must be >= 1"),
-                  (n_critic is None or n_critic >= 1, "n_critic must be >= 1"),
-                  (0.0 <= label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
-                  (gp_weight >= 0, "gp_weight must be >= 0"), (d_norm in NORMS, f"d_norm must be auto or one of {NORMS}"),
-                  (num_classes is None or num_classes >= 1, "num_classes must be >= 1")]
+        checks = [
+            (latent >= 1 and channels >= 1, "latent and channels must be >= 1"),
+            (n_critic is None or n_critic >= 1, "n_critic must be >= 1"),
+            (0.0 <= label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
+            (gp_weight >= 0, "gp_weight must be >= 0"),
+            (d_norm in NORMS, f"d_norm must be auto or one of {NORMS}"),
+            (num_classes is None or num_classes >= 1, "num_classes must be >= 1"),
+        ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
@@ -83,7 +109,9 @@ class DCGAN(GenerativeModel):
     def optimizer_options(self, name: str) -> dict:
         return {"lr": self.lr, "betas": self.betas}
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict, step: int) -> dict[str, torch.Tensor]:
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict, step: int
+    ) -> dict[str, torch.Tensor]:
         """One discriminator update on the batch, plus a generator update every ``n_critic``-th step.
 
         Returns the scalars to log (nats, or critic units for wgan-gp): d_loss, and g_loss on generator
@@ -132,7 +160,9 @@ class DCGAN(GenerativeModel):
         loss, _ = self._discriminator_loss(dequantize(x, self.levels), self.generate(x.shape[0], y), y, penalty=False)
         return loss
 
-    def sample(self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """``n`` integer images (n, C, H, W) in [0, levels): G(z) quantized, with G in eval mode."""
         y = self.check_labels(y, n)
         was_training = self.training
@@ -146,12 +176,37 @@ class DCGAN(GenerativeModel):
 class WGANGP(DCGAN):
     """The DCGAN networks trained as a Wasserstein GAN with gradient penalty [3]."""
 
-    def __init__(self, image_shape, levels: int, objective: str = "wgan-gp", latent: int = 64,
-                 channels: int = 64, num_classes: int | None = None, n_critic: int | None = None,
-                 gp_weight: float = 10.0, spectral_norm: bool = False, label_smoothing: float = 0.0,
-                 d_norm: str = "auto", lr: float | None = None, betas: list[float] | None = None):
-        super().__init__(image_shape, levels, objective, latent, channels, num_classes, n_critic, gp_weight,
-                         spectral_norm, label_smoothing, d_norm, lr, betas)
+    def __init__(
+        self,
+        image_shape,
+        levels: int,
+        objective: str = "wgan-gp",
+        latent: int = 64,
+        channels: int = 64,
+        num_classes: int | None = None,
+        n_critic: int | None = None,
+        gp_weight: float = 10.0,
+        spectral_norm: bool = False,
+        label_smoothing: float = 0.0,
+        d_norm: str = "auto",
+        lr: float | None = None,
+        betas: list[float] | None = None,
+    ):
+        super().__init__(
+            image_shape,
+            levels,
+            objective,
+            latent,
+            channels,
+            num_classes,
+            n_critic,
+            gp_weight,
+            spectral_norm,
+            label_smoothing,
+            d_norm,
+            lr,
+            betas,
+        )
 
 
 class ConditionalGAN(DCGAN):
@@ -159,9 +214,34 @@ class ConditionalGAN(DCGAN):
 
     always_conditional = True  # the workflow passes the dataset's class count
 
-    def __init__(self, image_shape, levels: int, num_classes: int, objective: str = "non-saturating",
-                 latent: int = 64, channels: int = 64, n_critic: int | None = None, gp_weight: float = 10.0,
-                 spectral_norm: bool = False, label_smoothing: float = 0.0, d_norm: str = "auto",
-                 lr: float | None = None, betas: list[float] | None = None):
-        super().__init__(image_shape, levels, objective, latent, channels, num_classes, n_critic, gp_weight,
-                         spectral_norm, label_smoothing, d_norm, lr, betas)
+    def __init__(
+        self,
+        image_shape,
+        levels: int,
+        num_classes: int,
+        objective: str = "non-saturating",
+        latent: int = 64,
+        channels: int = 64,
+        n_critic: int | None = None,
+        gp_weight: float = 10.0,
+        spectral_norm: bool = False,
+        label_smoothing: float = 0.0,
+        d_norm: str = "auto",
+        lr: float | None = None,
+        betas: list[float] | None = None,
+    ):
+        super().__init__(
+            image_shape,
+            levels,
+            objective,
+            latent,
+            channels,
+            num_classes,
+            n_critic,
+            gp_weight,
+            spectral_norm,
+            label_smoothing,
+            d_norm,
+            lr,
+            betas,
+        )

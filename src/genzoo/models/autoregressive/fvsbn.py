@@ -10,6 +10,7 @@ The layer has (D * levels)^2 weights for multi-level data: fine for small images
 [1] R. M. Neal. Connectionist learning of belief networks. Artificial Intelligence 56, 1992.
 [2] B. J. Frey. Graphical Models for Machine Learning and Digital Communication. MIT Press, 1998.
 """
+
 from __future__ import annotations
 
 import torch

@@ -19,6 +19,7 @@ are computed for one pixel at a time from a cached row of every layer's inputs. 
 one pixel's work per layer instead of a full forward pass, and the draws are the ones ``sample_naive``
 makes from the same generator.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,8 +40,15 @@ class GatedPixelCNN(AutoregressiveModel):
     colour channel).
     """
 
-    def __init__(self, image_shape, levels: int, channels: int = 64, num_layers: int = 15,
-                 kernel_size: int = 5, num_classes: int | None = None):
+    def __init__(
+        self,
+        image_shape,
+        levels: int,
+        channels: int = 64,
+        num_layers: int = 15,
+        kernel_size: int = 5,
+        num_classes: int | None = None,
+    ):
         super().__init__(image_shape, levels, num_classes)
         c = self.image_shape[0]
         if channels < c or channels % c:
@@ -54,7 +62,8 @@ class GatedPixelCNN(AutoregressiveModel):
         self.conditional = num_classes is not None
         self.channels, self.num_layers, self.kernel_size = channels, num_layers, kernel_size
         self.layers = nn.ModuleList(
-            GatedLayer(c if i == 0 else channels, channels, kernel_size, c, first=(i == 0)) for i in range(num_layers))
+            GatedLayer(c if i == 0 else channels, channels, kernel_size, c, first=(i == 0)) for i in range(num_layers)
+        )
         hidden = channel_groups(channels, c)
         k = num_params(levels)
         self.head = HorizontalConv(channels, channels, 1, hidden, hidden, strict=False)
@@ -69,7 +78,9 @@ class GatedPixelCNN(AutoregressiveModel):
         if not self.conditional:
             return [(None, None)] * self.num_layers
         if y is None:
-            raise ValueError(f"model {self.config.get('name', type(self).__name__)} is class-conditional: pass labels y")
+            raise ValueError(
+                f"model {self.config.get('name', type(self).__name__)} is class-conditional: pass labels y"
+            )
         e = self.embedding(torch.as_tensor(y, device=self.device).long().reshape(-1).expand(n))
         e = e.view(n, self.num_layers, 2, 2 * self.channels)
         return [(e[:, i, 0], e[:, i, 1]) for i in range(self.num_layers)]
@@ -133,7 +144,7 @@ class GatedPixelCNN(AutoregressiveModel):
         h_rows[0][:, :, col + width - 1] = symmetric_inputs(x[:, :, r, col], self.levels)
         skips = 0
         for i, (((w_h, b_h), (w_o, b_o)), (_, e_h)) in enumerate(zip(mats, labels)):
-            pre = F.linear(h_rows[i][:, :, col:col + width].reshape(n, -1), w_h, b_h) + v_to_h[i][:, :, col]
+            pre = F.linear(h_rows[i][:, :, col : col + width].reshape(n, -1), w_h, b_h) + v_to_h[i][:, :, col]
             if e_h is not None:
                 pre = pre + e_h
             res, skip = F.linear(gate(pre), w_o, b_o).chunk(2, dim=1)
@@ -151,7 +162,7 @@ class GatedPixelCNN(AutoregressiveModel):
         for i, (layer, (e_v, _)) in enumerate(zip(self.layers, labels)):
             window = v_rows[i]
             window[:, :, :-1] = window[:, :, 1:].clone()
-            window[:, :, -1, half:half + row.shape[-1]] = row
+            window[:, :, -1, half : half + row.shape[-1]] = row
             pre = layer.vertical.row(window)
             if e_v is not None:
                 pre = pre + e_v[:, :, None]

@@ -20,6 +20,7 @@ The output layer starts at zero: the initial model is uniform, loss D*log(levels
 [1] M. Germain, K. Gregor, I. Murray, H. Larochelle. MADE: Masked Autoencoder for Distribution
     Estimation. ICML 2015.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,16 @@ from torch import nn
 
 from genzoo.models.base import AutoregressiveModel
 from genzoo.nn.distributions import num_params
-from genzoo.nn.masked import (MaskedLinear, expand_mask, made_degrees, made_masks, masked_inputs, num_inputs,
-                              ordering_rank, unflatten_params)
+from genzoo.nn.masked import (
+    MaskedLinear,
+    expand_mask,
+    made_degrees,
+    made_masks,
+    masked_inputs,
+    num_inputs,
+    ordering_rank,
+    unflatten_params,
+)
 
 
 def _rebuild_masks(module: "MADE", incompatible_keys) -> None:
@@ -38,8 +47,16 @@ def _rebuild_masks(module: "MADE", incompatible_keys) -> None:
 
 
 class MADE(AutoregressiveModel):
-    def __init__(self, image_shape, levels: int, hidden: list[int] = [500],  # noqa: B006 (a list, as JSON gives back)
-                 num_masks: int = 1, natural_ordering: bool = False, seed: int = 0, direct: bool = False):
+    def __init__(
+        self,
+        image_shape,
+        levels: int,
+        hidden: list[int] = [500],  # noqa: B006 (a list, as JSON gives back)
+        num_masks: int = 1,
+        natural_ordering: bool = False,
+        seed: int = 0,
+        direct: bool = False,
+    ):
         super().__init__(image_shape, levels)
         sizes = [int(hidden)] if isinstance(hidden, int) else [int(s) for s in hidden]
         if min(sizes, default=1) < 1 or int(num_masks) < 1:
@@ -56,8 +73,9 @@ class MADE(AutoregressiveModel):
         for _ in range(self.num_masks):
             order = AutoregressiveModel.ordering(self) if natural_ordering else torch.randperm(d, generator=generator)
             orders.append(order)
-            degrees.append(torch.cat([torch.zeros(0, dtype=torch.long),
-                                      *made_degrees(ordering_rank(order), sizes, generator)[1:]]))
+            degrees.append(
+                torch.cat([torch.zeros(0, dtype=torch.long), *made_degrees(ordering_rank(order), sizes, generator)[1:]])
+            )
         self.register_buffer("orders", torch.stack(orders))  # (M, D) flat subpixel indices in generation order
         self.register_buffer("hidden_degrees", torch.stack(degrees))  # (M, sum(hidden))
         self.register_buffer("mask_index", torch.zeros((), dtype=torch.long))  # the current member
@@ -105,8 +123,12 @@ class MADE(AutoregressiveModel):
         """log p_m(x) of every member m, shape (num_masks, N), nats."""
         self.check_images(x)
         inputs, current = masked_inputs(x, self.levels), int(self.mask_index)
-        return torch.stack([self.pixel_log_prob(self._net(inputs, None if m == current else self.masks(m)), x)
-                            .flatten(1).sum(1) for m in range(self.num_masks)])
+        return torch.stack(
+            [
+                self.pixel_log_prob(self._net(inputs, None if m == current else self.masks(m)), x).flatten(1).sum(1)
+                for m in range(self.num_masks)
+            ]
+        )
 
     def log_prob(self, x: torch.Tensor, y=None) -> torch.Tensor:
         """Exact log-likelihood of the mixture, log((1/M) sum_m p_m(x)), nats per image."""

@@ -14,6 +14,7 @@ V and b start at zero, so the initial model is uniform (loss D*log(levels)).
 [2] B. Uria, M.-A. Cote, K. Gregor, I. Murray, H. Larochelle. Neural Autoregressive Distribution
     Estimation. JMLR 17, 2016.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,9 @@ class NADE(AutoregressiveModel):
             raise ValueError(f"hidden must be a positive number of units, got {hidden}")
         d, k_in, k_out, h = self.num_dims, num_inputs(self.levels), num_params(self.levels), int(hidden)
         # parameters are indexed by flat subpixel (C, H, W); the ordering only decides who sees whom
-        self.W = nn.Parameter(torch.randn(d, k_in, h) / math.sqrt(d))  # W[j] = W_j^T: (k_in, H) from subpixel j's inputs
+        self.W = nn.Parameter(
+            torch.randn(d, k_in, h) / math.sqrt(d)
+        )  # W[j] = W_j^T: (k_in, H) from subpixel j's inputs
         self.c = nn.Parameter(torch.zeros(h))
         self.V = nn.Parameter(torch.zeros(d, k_out, h))
         self.b = nn.Parameter(torch.zeros(d, k_out))

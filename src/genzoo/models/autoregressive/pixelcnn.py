@@ -22,6 +22,7 @@ binarized MNIST.
 
 [1] A. van den Oord, N. Kalchbrenner, K. Kavukcuoglu. Pixel Recurrent Neural Networks. ICML 2016.
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,9 +41,13 @@ class ResidualBlock(nn.Module):
         super().__init__()
         h = channels // 2
         self.branch = nn.Sequential(
-            nn.ReLU(), MaskedConv2d(channels, h, 1, "B", colors),
-            nn.ReLU(), MaskedConv2d(h, h, kernel_size, "B", colors),
-            nn.ReLU(), nn.Dropout(dropout), MaskedConv2d(h, channels, 1, "B", colors),
+            nn.ReLU(),
+            MaskedConv2d(channels, h, 1, "B", colors),
+            nn.ReLU(),
+            MaskedConv2d(h, h, kernel_size, "B", colors),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            MaskedConv2d(h, channels, 1, "B", colors),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,13 +65,24 @@ class PixelCNN(AutoregressiveModel):
     dropout: inside each residual branch, before its last 1x1 convolution (training only).
     """
 
-    def __init__(self, image_shape, levels: int, channels: int = 96, num_blocks: int = 12,
-                 first_kernel: int = 7, kernel_size: int = 3, output_channels: int = 96, dropout: float = 0.0):
+    def __init__(
+        self,
+        image_shape,
+        levels: int,
+        channels: int = 96,
+        num_blocks: int = 12,
+        first_kernel: int = 7,
+        kernel_size: int = 3,
+        output_channels: int = 96,
+        dropout: float = 0.0,
+    ):
         super().__init__(image_shape, levels)
         c = self.image_shape[0]
         if channels < 2 * c or channels % (2 * c):
-            raise ValueError(f"channels must be a positive multiple of 2*C = {2 * c} for {c} colour channel(s) "
-                             f"(the residual blocks split channels//2 features into {c} colour groups), got {channels}")
+            raise ValueError(
+                f"channels must be a positive multiple of 2*C = {2 * c} for {c} colour channel(s) "
+                f"(the residual blocks split channels//2 features into {c} colour groups), got {channels}"
+            )
         if output_channels < c or output_channels % c:
             raise ValueError(f"output_channels must be a positive multiple of C = {c}, got {output_channels}")
         if num_blocks < 0:
@@ -80,8 +96,10 @@ class PixelCNN(AutoregressiveModel):
         self.input_conv = MaskedConv2d(c, channels, first_kernel, "A", c)
         self.blocks = nn.Sequential(*(ResidualBlock(channels, kernel_size, c, dropout) for _ in range(num_blocks)))
         self.output = nn.Sequential(
-            nn.ReLU(), MaskedConv2d(channels, output_channels, 1, "B", c),
-            nn.ReLU(), MaskedConv2d(output_channels, c * self.params_per_subpixel, 1, "B", c),
+            nn.ReLU(),
+            MaskedConv2d(channels, output_channels, 1, "B", c),
+            nn.ReLU(),
+            MaskedConv2d(output_channels, c * self.params_per_subpixel, 1, "B", c),
         )
         nn.init.zeros_(self.output[-1].weight)  # uniform initial prediction: loss = D ln(levels) nats
         nn.init.zeros_(self.output[-1].bias)

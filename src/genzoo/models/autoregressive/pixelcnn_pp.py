@@ -41,6 +41,7 @@ dropout=0.5 for CIFAR-10 (2.92 bits/dim).
 [2] P. Ramachandran, T. L. Paine, P. Khorrami, et al. Fast Generation for Convolutional Autoregressive
     Models. ICLR workshop 2017.
 """
+
 from __future__ import annotations
 
 import torch
@@ -51,9 +52,18 @@ from torch.nn.utils import parametrize
 from genzoo.models.base import AutoregressiveModel
 from genzoo.nn import logistic_mixture as dmol
 from genzoo.nn.distributions import discrete_log_prob, discrete_sample, symmetric_inputs
-from genzoo.nn.shifted_conv import (DownRightShiftedConv2d, DownRightShiftedConvTranspose2d, DownShiftedConv2d,
-                                    DownShiftedConvTranspose2d, GatedResNet, Span, StepCache, down_shift,
-                                    pointwise, right_shift)
+from genzoo.nn.shifted_conv import (
+    DownRightShiftedConv2d,
+    DownRightShiftedConvTranspose2d,
+    DownShiftedConv2d,
+    DownShiftedConvTranspose2d,
+    GatedResNet,
+    Span,
+    StepCache,
+    down_shift,
+    pointwise,
+    right_shift,
+)
 
 
 class PixelCNNPlusPlus(AutoregressiveModel):
@@ -68,12 +78,25 @@ class PixelCNNPlusPlus(AutoregressiveModel):
     weight_norm: weight normalization [1] of the convolutions (without data-dependent init).
     """
 
-    def __init__(self, image_shape, levels: int, channels: int = 64, num_resnet: int = 5, num_mixtures: int = 10,
-                 dropout: float = 0.5, num_resolutions: int = 3, weight_norm: bool = False):
+    def __init__(
+        self,
+        image_shape,
+        levels: int,
+        channels: int = 64,
+        num_resnet: int = 5,
+        num_mixtures: int = 10,
+        dropout: float = 0.5,
+        num_resolutions: int = 3,
+        weight_norm: bool = False,
+    ):
         super().__init__(image_shape, levels)
         c = self.image_shape[0]
-        for name, value, low in (("channels", channels, 1), ("num_resnet", num_resnet, 0),
-                                 ("num_mixtures", num_mixtures, 1), ("num_resolutions", num_resolutions, 1)):
+        for name, value, low in (
+            ("channels", channels, 1),
+            ("num_resnet", num_resnet, 0),
+            ("num_mixtures", num_mixtures, 1),
+            ("num_resolutions", num_resolutions, 1),
+        ):
             if int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value}")
         if not 0.0 <= dropout < 1.0:
@@ -85,19 +108,28 @@ class PixelCNNPlusPlus(AutoregressiveModel):
         self.input_ul_left = DownRightShiftedConv2d(c + 1, f, (2, 1))
 
         def blocks(count, u_skip, ul_skip):
-            return nn.ModuleList(nn.ModuleList([GatedResNet(f, DownShiftedConv2d, u_skip, dropout),
-                                                GatedResNet(f, DownRightShiftedConv2d, ul_skip, dropout)])
-                                 for _ in range(count))
+            return nn.ModuleList(
+                nn.ModuleList(
+                    [
+                        GatedResNet(f, DownShiftedConv2d, u_skip, dropout),
+                        GatedResNet(f, DownRightShiftedConv2d, ul_skip, dropout),
+                    ]
+                )
+                for _ in range(count)
+            )
 
         self.up = nn.ModuleList(blocks(num_resnet, 0, f) for _ in range(num_resolutions))
-        self.down = nn.ModuleList(blocks(num_resnet + (s < num_resolutions - 1), f, 2 * f)
-                                  for s in range(num_resolutions))
-        self.downsample = nn.ModuleList(nn.ModuleList([DownShiftedConv2d(f, f, (2, 3), stride=2),
-                                                       DownRightShiftedConv2d(f, f, (2, 2), stride=2)])
-                                        for _ in range(num_resolutions - 1))
-        self.upsample = nn.ModuleList(nn.ModuleList([DownShiftedConvTranspose2d(f, f),
-                                                     DownRightShiftedConvTranspose2d(f, f)])
-                                      for _ in range(num_resolutions - 1))
+        self.down = nn.ModuleList(
+            blocks(num_resnet + (s < num_resolutions - 1), f, 2 * f) for s in range(num_resolutions)
+        )
+        self.downsample = nn.ModuleList(
+            nn.ModuleList([DownShiftedConv2d(f, f, (2, 3), stride=2), DownRightShiftedConv2d(f, f, (2, 2), stride=2)])
+            for _ in range(num_resolutions - 1)
+        )
+        self.upsample = nn.ModuleList(
+            nn.ModuleList([DownShiftedConvTranspose2d(f, f), DownRightShiftedConvTranspose2d(f, f)])
+            for _ in range(num_resolutions - 1)
+        )
         if weight_norm:
             for module in self.modules():
                 if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
@@ -114,8 +146,8 @@ class PixelCNNPlusPlus(AutoregressiveModel):
             c, k = self.image_shape[0], self.num_mixtures
             with torch.no_grad():
                 centres = 0.3 * ((2 * torch.arange(k) + 1) / k - 1)  # distinct, or they never separate
-                self.output.bias[k:k + c * k] = centres.repeat(c)
-                self.output.bias[k + c * k:k + 2 * c * k] = -1.0
+                self.output.bias[k : k + c * k] = centres.repeat(c)
+                self.output.bias[k + c * k : k + 2 * c * k] = -1.0
 
     def network(self, v: torch.Tensor) -> torch.Tensor:
         """Raw output (N, raw, H, W) from the scaled image ``v`` (N, C, H, W) in [-1, 1].
@@ -185,7 +217,7 @@ class PixelCNNPlusPlus(AutoregressiveModel):
                     keep = known[:, ch, r, col]
                     if bool(keep.all()):
                         continue
-                    params = self.distribution_params(raw, x[:, :, r:r + 1, col:col + 1])
+                    params = self.distribution_params(raw, x[:, :, r : r + 1, col : col + 1])
                     drawn = self.pixel_sample(params, (ch, 0, 0), x, generator)
                     x[:, ch, r, col] = torch.where(keep, x[:, ch, r, col], drawn)
         return x
@@ -238,7 +270,7 @@ class PixelCNNPlusPlus(AutoregressiveModel):
     def _levels_starting_at(self, r: int, c: int) -> range:
         """Resolutions s whose position (r >> s, c >> s) starts at image position (r, c)."""
         s = 1
-        while s < self.num_resolutions and r % 2 ** s == 0 and c % 2 ** s == 0:
+        while s < self.num_resolutions and r % 2**s == 0 and c % 2**s == 0:
             s += 1
         return range(s)
 
@@ -258,7 +290,7 @@ class PixelCNNPlusPlus(AutoregressiveModel):
             kept.append([h])
             made.append([])
             for pair in self.up[s]:
-                skip = None if u_values is None else u_values[s][len(made[s])][:, span.start:span.stop]
+                skip = None if u_values is None else u_values[s][len(made[s])][:, span.start : span.stop]
                 h = pair[stream].step(cache, span, h, skip)
                 kept[s].append(h)
                 made[s].append(h)
@@ -270,7 +302,7 @@ class PixelCNNPlusPlus(AutoregressiveModel):
             for pair in self.down[s]:
                 skip = kept[s].pop()
                 if u_values is not None:
-                    skip = torch.cat([u_values[s][len(made[s])][:, span.start:span.stop], skip], -1)
+                    skip = torch.cat([u_values[s][len(made[s])][:, span.start : span.stop], skip], -1)
                 h = pair[stream].step(cache, span, h, skip)
                 made[s].append(h)
             if s > 0:

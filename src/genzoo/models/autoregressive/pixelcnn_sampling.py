@@ -19,6 +19,7 @@ A conditioned PixelCNN (``PixelCNN.features(u, condition)``, e.g. a VAE's PixelC
 samples through the same loop: pass the ``condition`` map, which the stepper adds at each position
 where the full pass adds it, and ``draw`` to pick levels another way (e.g. the mean level).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -75,10 +76,16 @@ class PixelCNNStepper:
         return out.reshape(out.shape[0], self.model.image_shape[0], self.model.params_per_subpixel)
 
 
-def sample_cached(model, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None,
-                  on_step: Callable[[tuple[int, int, int], torch.Tensor], None] | None = None, *,
-                  condition: torch.Tensor | None = None,
-                  draw: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+def sample_cached(
+    model,
+    x: torch.Tensor,
+    known: torch.Tensor,
+    generator: torch.Generator | None,
+    on_step: Callable[[tuple[int, int, int], torch.Tensor], None] | None = None,
+    *,
+    condition: torch.Tensor | None = None,
+    draw: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Fill ``x`` where not ``known``, like ``sample_naive``, with cached per-position evaluation.
 
     ``on_step(index, params)``, if given, sees the distribution parameters of every drawn subpixel

@@ -20,6 +20,7 @@ logit, which would change a draw only with probability ~1e-7).
 
 [1] A. van den Oord, N. Kalchbrenner, K. Kavukcuoglu, "Pixel Recurrent Neural Networks", ICML 2016.
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,15 +42,21 @@ class _PixelRNN(AutoregressiveModel):
         super().__init__(image_shape, levels)
         channels = self.image_shape[0]
         if not isinstance(hidden, int) or hidden < 1 or hidden % channels:
-            raise ValueError(f"hidden must be a positive multiple of the {channels} image channels (one feature "
-                             f"group per colour), got {hidden!r}; e.g. hidden={16 * channels}")
+            raise ValueError(
+                f"hidden must be a positive multiple of the {channels} image channels (one feature "
+                f"group per colour), got {hidden!r}; e.g. hidden={16 * channels}"
+            )
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
         width, k = 2 * hidden, num_params(self.levels)
         self.input_conv = MaskedConv2d(channels, width, FIRST_KERNEL, "A", channels)
         self.layers = nn.ModuleList(make_layer() for _ in range(num_layers))
-        self.head = nn.Sequential(nn.ReLU(), MaskedConv2d(width, width, 1, "B", channels),
-                                  nn.ReLU(), MaskedConv2d(width, channels * k, 1, "B", channels))
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            MaskedConv2d(width, width, 1, "B", channels),
+            nn.ReLU(),
+            MaskedConv2d(width, channels * k, 1, "B", channels),
+        )
         with torch.no_grad():  # start near uniform: initial loss ~ C*H*W*ln(levels) nats, whatever the seed
             self.head[-1].weight.mul_(0.1)
             self.head[-1].bias.zero_()
@@ -69,7 +76,7 @@ class _PixelRNN(AutoregressiveModel):
 
     def _pixel(self, inputs: torch.Tensor, caches: list, row: int, col: int) -> torch.Tensor:
         """Parameters (N, C[, levels]) of pixel (row, col) given the padded inputs; updates the caches."""
-        s = conv_at(self.input_conv, inputs[:, :, row:row + FIRST_KERNEL, col:col + FIRST_KERNEL])
+        s = conv_at(self.input_conv, inputs[:, :, row : row + FIRST_KERNEL, col : col + FIRST_KERNEL])
         for layer, cache in zip(self.layers, caches):
             s = layer.step(cache, col, s)
         return self._params(self.head(s[:, :, None, None]))[:, :, 0, 0]
@@ -99,7 +106,7 @@ class _PixelRNN(AutoregressiveModel):
                 if not final:
                     self._pixel(inputs, caches, row, col)
             for layer, cache in zip(self.layers, caches):
-                layer.end_row(cache, inputs[:, :, row + pad, pad:pad + width])
+                layer.end_row(cache, inputs[:, :, row + pad, pad : pad + width])
         return x
 
 
@@ -114,8 +121,7 @@ class RowLSTM(_PixelRNN):
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
         channels = int(image_shape[0])
-        super().__init__(image_shape, levels, hidden, num_layers,
-                         lambda: RowLSTMLayer(hidden, channels, kernel_size))
+        super().__init__(image_shape, levels, hidden, num_layers, lambda: RowLSTMLayer(hidden, channels, kernel_size))
 
 
 class DiagonalBiLSTM(_PixelRNN):
@@ -130,5 +136,6 @@ class DiagonalBiLSTM(_PixelRNN):
 
     def __init__(self, image_shape, levels: int, hidden: int = 16, num_layers: int = 7, full_context: bool = True):
         channels = int(image_shape[0])
-        super().__init__(image_shape, levels, hidden, num_layers,
-                         lambda: DiagonalBiLSTMLayer(hidden, channels, bool(full_context)))
+        super().__init__(
+            image_shape, levels, hidden, num_layers, lambda: DiagonalBiLSTMLayer(hidden, channels, bool(full_context))
+        )

@@ -40,6 +40,7 @@ convolution plus one attention query against the t keys before it, and draws the
 [1] X. Chen, N. Mishra, M. Rohaninejad, P. Abbeel. PixelSNAIL: An Improved Autoregressive Generative
     Model. ICML 2018.
 """
+
 from __future__ import annotations
 
 import torch
@@ -90,12 +91,23 @@ class GatedResidual(nn.Module):
 class SnailBlock(nn.Module):
     """``num_resnet`` gated residuals, one causal attention over [features, image], one 1x1 gated mix."""
 
-    def __init__(self, channels: int, image_channels: int, num_resnet: int, kernel_size: int, groups: int,
-                 heads: int, key_channels: int, value_channels: int, dropout: float):
+    def __init__(
+        self,
+        channels: int,
+        image_channels: int,
+        num_resnet: int,
+        kernel_size: int,
+        groups: int,
+        heads: int,
+        key_channels: int,
+        value_channels: int,
+        dropout: float,
+    ):
         super().__init__()
         self.residuals = nn.ModuleList(GatedResidual(channels, kernel_size, groups, dropout) for _ in range(num_resnet))
-        self.attention = CausalPixelAttention(channels, channels + image_channels, key_channels, value_channels,
-                                              heads, groups)
+        self.attention = CausalPixelAttention(
+            channels, channels + image_channels, key_channels, value_channels, heads, groups
+        )
         self.mix = GatedResidual(channels, 1, groups, dropout, aux_channels=self.attention.out_channels)
 
     def forward(self, s: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -117,9 +129,22 @@ class PixelSNAIL(AutoregressiveModel):
         discretized logistic mixture of ``num_mixtures`` components, as in [1]).
     """
 
-    def __init__(self, image_shape, levels: int, channels: int = 48, num_blocks: int = 4, num_resnet: int = 2,
-                 attention_heads: int = 1, key_channels: int = 16, value_channels: int = 32, kernel_size: int = 3,
-                 first_kernel: int = 5, dropout: float = 0.0, output: str = "categorical", num_mixtures: int = 5):
+    def __init__(
+        self,
+        image_shape,
+        levels: int,
+        channels: int = 48,
+        num_blocks: int = 4,
+        num_resnet: int = 2,
+        attention_heads: int = 1,
+        key_channels: int = 16,
+        value_channels: int = 32,
+        kernel_size: int = 3,
+        first_kernel: int = 5,
+        dropout: float = 0.0,
+        output: str = "categorical",
+        num_mixtures: int = 5,
+    ):
         super().__init__(image_shape, levels)
         c = self.image_shape[0]
         if output not in ("categorical", "logistic"):
@@ -128,11 +153,18 @@ class PixelSNAIL(AutoregressiveModel):
             raise ValueError("output='logistic' needs levels > 2; binary data uses 'categorical' (Bernoulli)")
         groups = c if output == "categorical" else 1
         if channels < groups or channels % groups:
-            raise ValueError(f"channels must be a positive multiple of C = {groups} for {c} colour channels "
-                             f"(features are split into colour groups for the R -> G -> B order), got {channels}")
-        for name, n, least in (("num_blocks", num_blocks, 1), ("num_resnet", num_resnet, 0),
-                               ("attention_heads", attention_heads, 1), ("key_channels", key_channels, 1),
-                               ("value_channels", value_channels, 1), ("num_mixtures", num_mixtures, 1)):
+            raise ValueError(
+                f"channels must be a positive multiple of C = {groups} for {c} colour channels "
+                f"(features are split into colour groups for the R -> G -> B order), got {channels}"
+            )
+        for name, n, least in (
+            ("num_blocks", num_blocks, 1),
+            ("num_resnet", num_resnet, 0),
+            ("attention_heads", attention_heads, 1),
+            ("key_channels", key_channels, 1),
+            ("value_channels", value_channels, 1),
+            ("num_mixtures", num_mixtures, 1),
+        ):
             if n < least:
                 raise ValueError(f"{name} must be an integer >= {least}, got {n}")
         for name, k in (("first_kernel", first_kernel), ("kernel_size", kernel_size)):
@@ -144,8 +176,11 @@ class PixelSNAIL(AutoregressiveModel):
         self.params_per_subpixel = num_params(levels)
         self.input_conv = MaskedConv2d(c, channels, first_kernel, "A", groups)
         self.blocks = nn.ModuleList(
-            SnailBlock(channels, c, num_resnet, kernel_size, groups, attention_heads, key_channels,
-                       value_channels, dropout) for _ in range(num_blocks))
+            SnailBlock(
+                channels, c, num_resnet, kernel_size, groups, attention_heads, key_channels, value_channels, dropout
+            )
+            for _ in range(num_blocks)
+        )
         raw = c * self.params_per_subpixel if output == "categorical" else dmol.raw_size(c, num_mixtures)
         self.output = MaskedConv2d(channels, raw, 1, "B", groups)
         self._init_output()
@@ -157,8 +192,8 @@ class PixelSNAIL(AutoregressiveModel):
         if self.output_type == "logistic":
             c, k = self.image_shape[0], self.num_mixtures
             with torch.no_grad():
-                self.output.bias[k:k + c * k] = (0.3 * ((2 * torch.arange(k) + 1) / k - 1)).repeat(c)
-                self.output.bias[k + c * k:k + 2 * c * k] = -1.0
+                self.output.bias[k : k + c * k] = (0.3 * ((2 * torch.arange(k) + 1) / k - 1)).repeat(c)
+                self.output.bias[k + c * k : k + 2 * c * k] = -1.0
 
     def network(self, u: torch.Tensor) -> torch.Tensor:
         """Raw output (N, raw, H, W) from the scaled image ``u`` (N, C, H, W) in [-1, 1].
@@ -215,7 +250,7 @@ class PixelSNAIL(AutoregressiveModel):
                         continue
                     if raw is None or self.input_conv.color_groups > 1:  # one group: raw ignores this pixel
                         raw, evaluated = stepper.raw(i, j), c
-                    params = self.distribution_params(raw[:, :, None, None], x[:, :, i:i + 1, j:j + 1])
+                    params = self.distribution_params(raw[:, :, None, None], x[:, :, i : i + 1, j : j + 1])
                     drawn = self.pixel_sample(params, (c, 0, 0), x, generator)
                     x[:, c, i, j] = torch.where(keep, x[:, c, i, j], drawn)
                 if evaluated < last_group:  # some colours were known: complete the features with them

@@ -4,6 +4,7 @@ mixture (one product per component) and naive Bayes (one product per class).
 A table ``log_theta`` of shape (K, D, L) holds log theta_{k,i,v} = log p(x_i = v | k), in nats, for
 K products, D = C*H*W subpixels and L levels.
 """
+
 from __future__ import annotations
 
 import torch

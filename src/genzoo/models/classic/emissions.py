@@ -15,6 +15,7 @@ every value is a valid distribution and ``-log p`` can be minimized by gradient 
 Observations: categorical (N, T, D) integers in [0, levels) (a product of D categoricals per step;
 D=1 is a plain categorical and levels=2 a Bernoulli vector), Gaussian (N, T, d) floats.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,9 @@ from torch import nn
 from genzoo.models.classic.categorical import level_counts, log_likelihood_table, safe_log
 
 
-def spread_out_rows(values: torch.Tensor, k: int, generator: torch.Generator | None, pool_size: int = 10000) -> torch.Tensor:
+def spread_out_rows(
+    values: torch.Tensor, k: int, generator: torch.Generator | None, pool_size: int = 10000
+) -> torch.Tensor:
     """``k`` rows of ``values`` (M, d) picked by k-means++ seeding (Arthur & Vassilvitskii 2007) among a
     random pool: well-separated starting points make EM less likely to stall on a saddle."""
     pool = values[torch.randperm(values.shape[0], generator=generator)[:pool_size].to(values.device)].double()
@@ -165,7 +168,9 @@ class GaussianEmission(nn.Module):
             self.log_scale.copy_(0.5 * (var.clamp_min(0) + self.min_covar).log())
         else:
             cov = stats["second"] / weight[:, None, None] - mean[:, :, None] * mean[:, None, :]
-            cov = 0.5 * (cov + cov.transpose(-1, -2)) + self.min_covar * torch.eye(self.dims, dtype=cov.dtype, device=cov.device)
+            cov = 0.5 * (cov + cov.transpose(-1, -2)) + self.min_covar * torch.eye(
+                self.dims, dtype=cov.dtype, device=cov.device
+            )
             self._set_covariances(cov)
         self.means.copy_(mean)
 

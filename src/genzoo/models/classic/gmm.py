@@ -5,6 +5,7 @@ torch tensors or numpy arrays. Not an image model: its ``score_samples`` is a lo
 vectors, in nats, comparable only with other densities on the same vectors, never with the discrete
 log-likelihoods (nats per image) of the models in the registry.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,15 @@ class GaussianMixtureModel:
     """``components`` Gaussians with ``covariance`` "full" or "diag"; ``reg_covar`` is added to every
     covariance diagonal (numerical safety); ``restarts`` EM runs keep the best; ``seed`` fixes them."""
 
-    def __init__(self, components: int = 10, covariance: str = "full", seed: int = 0, max_iter: int = 200,
-                 restarts: int = 1, reg_covar: float = 1e-6):
+    def __init__(
+        self,
+        components: int = 10,
+        covariance: str = "full",
+        seed: int = 0,
+        max_iter: int = 200,
+        restarts: int = 1,
+        reg_covar: float = 1e-6,
+    ):
         if covariance not in ("full", "diag"):
             raise ValueError(f"covariance must be 'full' or 'diag', got {covariance!r}")
         self.components, self.covariance, self.seed = int(components), covariance, int(seed)
@@ -33,8 +41,14 @@ class GaussianMixtureModel:
         """Fit to vectors ``x`` (N, d) by EM."""
         from sklearn.mixture import GaussianMixture
 
-        self.model = GaussianMixture(self.components, covariance_type=self.covariance, max_iter=self.max_iter,
-                                     n_init=self.restarts, reg_covar=self.reg_covar, random_state=self.seed)
+        self.model = GaussianMixture(
+            self.components,
+            covariance_type=self.covariance,
+            max_iter=self.max_iter,
+            n_init=self.restarts,
+            reg_covar=self.reg_covar,
+            random_state=self.seed,
+        )
         self.model.fit(_numpy(x))
         return self
 

@@ -22,6 +22,7 @@ transition probability is above about e^-80 (float32) or e^-700 (float64).
 [1] L. R. Rabiner. A tutorial on hidden Markov models and selected applications in speech
     recognition. Proceedings of the IEEE 77(2), 1989.
 """
+
 from __future__ import annotations
 
 import torch
@@ -144,7 +145,9 @@ class HMM(nn.Module):
         return viterbi(*self._inputs(obs))
 
     @torch.no_grad()
-    def sample(self, n: int, length: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, n: int, length: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(states (n, length), observations) drawn on the generator's device (else the model's)."""
         device = generator.device if generator is not None else self.start_logits.device
         start, trans = self.log_start().exp().to(device).float(), self.log_transitions().exp().to(device).float()
@@ -161,9 +164,16 @@ class HMM(nn.Module):
         return prior * (self.log_start().sum() + self.log_transitions().sum()) + self.emission.log_prior(prior)
 
     @torch.no_grad()
-    def fit_em(self, sequences: torch.Tensor, iterations: int = 100, tol: float = 1e-4,
-               generator: torch.Generator | None = None, batch_size: int = 1024, init: bool = True,
-               prior: float = 0.0) -> dict[str, list[float]]:
+    def fit_em(
+        self,
+        sequences: torch.Tensor,
+        iterations: int = 100,
+        tol: float = 1e-4,
+        generator: torch.Generator | None = None,
+        batch_size: int = 1024,
+        init: bool = True,
+        prior: float = 0.0,
+    ) -> dict[str, list[float]]:
         """Baum-Welch (EM) on ``sequences`` (N, T, ...), computed in float64 on the model's device.
 
         ``init=True`` starts from uniform pi, near-uniform random A (``generator``, a CPU generator)
@@ -206,13 +216,15 @@ class HMM(nn.Module):
         log_start, log_trans = self.log_start(), self.log_transitions()
         stats, total = {}, 0.0
         for begin in range(0, sequences.shape[0], batch_size):
-            obs = sequences[begin:begin + batch_size].to(self.start_logits.device)
+            obs = sequences[begin : begin + batch_size].to(self.start_logits.device)
             log_b = self.emission.log_prob(obs)
             log_alpha, log_beta, log_lik = forward_backward(log_start, log_trans, log_b)
             gamma = torch.exp(log_alpha + log_beta - log_lik[:, None, None])
-            batch = {"start": gamma[:, 0].sum(0),
-                     "trans": expected_transitions(log_alpha, log_beta, log_trans, log_b, log_lik),
-                     **self.emission.statistics(obs, gamma)}
+            batch = {
+                "start": gamma[:, 0].sum(0),
+                "trans": expected_transitions(log_alpha, log_beta, log_trans, log_b, log_lik),
+                **self.emission.statistics(obs, gamma),
+            }
             stats = {key: stats[key] + value if key in stats else value for key, value in batch.items()}
             total += float(log_lik.sum())
         return stats, total
@@ -222,7 +234,9 @@ class HMM(nn.Module):
         start = (stats["start"] + prior) / (n + self.states * prior)
         trans = stats["trans"] + prior
         self.start_logits.copy_(safe_log(start))
-        self.transition_logits.copy_(safe_log(trans / trans.sum(-1, keepdim=True).clamp_min(torch.finfo(trans.dtype).tiny)))
+        self.transition_logits.copy_(
+            safe_log(trans / trans.sum(-1, keepdim=True).clamp_min(torch.finfo(trans.dtype).tiny))
+        )
         self.emission.m_step(stats, prior)
 
 
@@ -242,7 +256,11 @@ class RowHMM(ExplicitDensityModel):
             raise ValueError(f"prior must be >= 0, got {prior}")
         self.states, self.prior = int(states), float(prior)
         c, _, w = self.image_shape
-        emission = BernoulliEmission(self.states, w * c) if self.levels == 2 else CategoricalEmission(self.states, w * c, self.levels)
+        emission = (
+            BernoulliEmission(self.states, w * c)
+            if self.levels == 2
+            else CategoricalEmission(self.states, w * c, self.levels)
+        )
         self.hmm = HMM(emission)
 
     def rows(self, x: torch.Tensor) -> torch.Tensor:
@@ -255,7 +273,9 @@ class RowHMM(ExplicitDensityModel):
         return self.hmm.log_prob(self.rows(x))
 
     @torch.no_grad()
-    def sample(self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Ancestral sampling: a state path, then each row from its state. LongTensor (n, C, H, W)."""
         c, h, w = self.image_shape
         if n == 0:
@@ -263,13 +283,21 @@ class RowHMM(ExplicitDensityModel):
         _, rows = self.hmm.sample(n, h, generator)
         return rows.reshape(n, h, w, c).permute(0, 3, 1, 2).to(self.device)
 
-    def fit_em(self, images: torch.Tensor, iterations: int = 100, tol: float = 1e-3,
-               generator: torch.Generator | None = None, batch_size: int = 2048, init: bool = True,
-               prior: float | None = None) -> dict[str, list[float]]:
+    def fit_em(
+        self,
+        images: torch.Tensor,
+        iterations: int = 100,
+        tol: float = 1e-3,
+        generator: torch.Generator | None = None,
+        batch_size: int = 2048,
+        init: bool = True,
+        prior: float | None = None,
+    ) -> dict[str, list[float]]:
         """Baum-Welch on the training images (see ``HMM.fit_em``); nats per image."""
         self.check_images(images)
         if images.shape[0] == 0:
             raise ValueError("fit_em needs at least one image")
         sequences = self.rows(images.to(torch.uint8) if self.levels <= 256 else images)  # 8x less memory
-        return self.hmm.fit_em(sequences, iterations, tol, generator, batch_size, init,
-                               self.prior if prior is None else float(prior))
+        return self.hmm.fit_em(
+            sequences, iterations, tol, generator, batch_size, init, self.prior if prior is None else float(prior)
+        )

@@ -16,6 +16,7 @@ simplest latent-variable model whose likelihood is still exact, because the late
     algorithm. JRSS B, 1977.
 [2] D. Arthur, S. Vassilvitskii. k-means++: the advantages of careful seeding. SODA 2007.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,7 +71,9 @@ class DiscreteMixture(ExplicitDensityModel):
         return torch.softmax(self.joint_log_prob(x), dim=1)
 
     @torch.no_grad()
-    def sample(self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Ancestral sampling: a component k ~ pi, then every subpixel from theta_k. LongTensor (n, C, H, W)."""
         device = generator.device if generator is not None else self.device  # draw where the generator lives
         if n == 0:
@@ -80,18 +83,26 @@ class DiscreteMixture(ExplicitDensityModel):
         return x.reshape(n, *self.image_shape).to(self.device)
 
     @torch.no_grad()
-    def fit_em(self, images: torch.Tensor, iterations: int = 100, tol: float = 1e-4,
-               generator: torch.Generator | None = None, batch_size: int = 4096, init: bool = True,
-               prior: float | None = None, dtype: torch.dtype = torch.float64) -> dict[str, list[float]]:
+    def fit_em(
+        self,
+        images: torch.Tensor,
+        iterations: int = 100,
+        tol: float = 1e-4,
+        generator: torch.Generator | None = None,
+        batch_size: int = 4096,
+        init: bool = True,
+        prior: float | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> dict[str, list[float]]:
         """Fit by EM on ``images`` (N, C, H, W) and store the result in the parameters.
 
-        ``init=True`` starts each component at a training image (k-means++ seeding, drawn with
-        ``generator``, a CPU generator) blended half-and-half with the smoothed pixel marginals;
-        ``init=False`` continues from the current parameters. Stops after ``iterations`` M-steps, or once the objective gains less than ``tol``
-        nats per image. ``prior`` overrides ``self.prior``. Returns, per iteration (entry 0 = start,
-        last entry = the returned model), the mean train ``log_likelihood`` (nats/image) and the
-        ``objective`` EM maximizes, the log-likelihood plus the log Dirichlet prior (up to a constant),
-        per image: it never decreases; with ``prior=0`` the two coincide.
+        ``init=True`` starts each component at a training image (k-means++ seeding, drawn with ``generator``, a
+        CPU generator) blended half-and-half with the smoothed pixel marginals; ``init=False`` continues from
+        the current parameters. Stops after ``iterations`` M-steps, or once the objective gains less than
+        ``tol`` nats per image. ``prior`` overrides ``self.prior``. Returns, per iteration (entry 0 = start,
+        last entry = the returned model), the mean train ``log_likelihood`` (nats/image) and the ``objective``
+        EM maximizes, the log-likelihood plus the log Dirichlet prior (up to a constant), per image: it never
+        decreases; with ``prior=0`` the two coincide.
         """
         self.check_images(images)
         prior = self.prior if prior is None else float(prior)
@@ -121,7 +132,7 @@ class DiscreteMixture(ExplicitDensityModel):
         n, levels = x.shape[0], self.levels
         marginal = torch.zeros(x.shape[1], levels, dtype=dtype, device=self.device)
         for start in range(0, n, batch_size):
-            xb = x[start:start + batch_size].to(self.device, torch.long)
+            xb = x[start : start + batch_size].to(self.device, torch.long)
             marginal += torch.stack([(xb == v).sum(0) for v in range(levels)], dim=-1).to(dtype)
         marginal = (marginal + 1.0) / (n + levels)
         pick = self._spread_out_images(x, generator)
@@ -150,7 +161,7 @@ class DiscreteMixture(ExplicitDensityModel):
         totals = torch.zeros_like(log_pi)
         total_ll = torch.zeros((), dtype=log_theta.dtype, device=log_theta.device)
         for start in range(0, x.shape[0], batch_size):
-            xb = x[start:start + batch_size].to(self.device, torch.long)
+            xb = x[start : start + batch_size].to(self.device, torch.long)
             joint = log_likelihood_table(xb, log_theta) + log_pi
             ll = torch.logsumexp(joint, dim=1)
             resp = (joint - ll[:, None]).exp()

@@ -11,6 +11,7 @@ Bayes approaches its (higher) asymptotic error faster than logistic regression.
 [1] A. Y. Ng, M. I. Jordan. On discriminative vs. generative classifiers: a comparison of logistic
     regression and naive Bayes. NIPS 2002.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,8 @@ class NaiveBayes(ExplicitDensityModel):
 
     @torch.no_grad()
     def fit(self, images: torch.Tensor, labels: torch.Tensor, alpha: float | None = None) -> "NaiveBayes":
-        """Set theta_{y,i,v} = (n_{y,i,v} + alpha) / (n_y + levels*alpha), p(y) = (n_y + alpha) / (N + classes*alpha)."""
+        """Set theta_{y,i,v} = (n_{y,i,v} + alpha) / (n_y + levels*alpha),
+        p(y) = (n_y + alpha) / (N + classes*alpha)."""
         self.check_images(images)
         labels = self.check_labels(labels, images.shape[0])
         alpha = self.alpha if alpha is None else float(alpha)
@@ -79,7 +81,9 @@ class NaiveBayes(ExplicitDensityModel):
         return self.predict_log_proba(x).argmax(1)
 
     @torch.no_grad()
-    def sample(self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Images drawn from p(x | y) for the given labels: LongTensor (n, C, H, W)."""
         y = self.check_labels(y, n)
         device = generator.device if generator is not None else self.device

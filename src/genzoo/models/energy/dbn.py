@@ -34,6 +34,7 @@ the top RBM, then one ancestral pass down through the directed layers.
 [2] R. Salakhutdinov, I. Murray, "On the quantitative analysis of deep belief networks", ICML 2008.
 [3] R. M. Neal, "Annealed importance sampling", Statistics and Computing 11, 2001.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,7 +46,7 @@ from torch import nn
 from genzoo.models.base import LatentVariableModel
 from genzoo.models.energy.rbm import RBM, uniform
 
-_CHUNK_ELEMENTS = 2 ** 22  # rows x units of one chunk of importance samples (~16 MiB of float32 per tensor)
+_CHUNK_ELEMENTS = 2**22  # rows x units of one chunk of importance samples (~16 MiB of float32 per tensor)
 
 
 class DBN(LatentVariableModel):
@@ -57,24 +58,45 @@ class DBN(LatentVariableModel):
     for ``elbo``. ``steps_per_layer``: training steps of each layer in turn (see ``total_steps``).
     """
 
-    def __init__(self, image_shape, levels: int, hidden: list[int] = [500, 2000],  # noqa: B006 (a list, as JSON gives back)
-                 cd_steps: int | list[int] = 1, persistent: bool = False, num_chains: int = 100, burn_in: int = 1000, init_std: float = 0.01,
-                 steps_per_layer: int = 10_000, bound_samples: int = 10):
+    def __init__(
+        self,
+        image_shape,
+        levels: int,
+        hidden: list[int] = [500, 2000],  # noqa: B006 (a list, as JSON gives back)
+        cd_steps: int | list[int] = 1,
+        persistent: bool = False,
+        num_chains: int = 100,
+        burn_in: int = 1000,
+        init_std: float = 0.01,
+        steps_per_layer: int = 10_000,
+        bound_samples: int = 10,
+    ):
         super().__init__(image_shape, levels)
         hidden = [int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]
         cd_steps = [int(cd_steps)] * len(hidden) if isinstance(cd_steps, int) else [int(c) for c in cd_steps]
         if not hidden or len(cd_steps) != len(hidden):
-            raise ValueError(f"hidden must list >= 1 layer sizes and cd_steps be one int or one per layer, "
-                             f"got hidden={hidden!r}, cd_steps={cd_steps!r}")
+            raise ValueError(
+                f"hidden must list >= 1 layer sizes and cd_steps be one int or one per layer, "
+                f"got hidden={hidden!r}, cd_steps={cd_steps!r}"
+            )
         for name, value in (("steps_per_layer", steps_per_layer), ("bound_samples", bound_samples)):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         self.hidden, self.steps_per_layer, self.bound_samples = hidden, int(steps_per_layer), int(bound_samples)
         shapes = [self.image_shape] + [(1, 1, h) for h in hidden[:-1]]
         self.layers = nn.ModuleList(
-            RBM(shape, self.levels if k == 0 else 2, hidden=h, cd_steps=cd, persistent=persistent,
-                num_chains=num_chains, burn_in=burn_in, init_std=init_std)
-            for k, (shape, h, cd) in enumerate(zip(shapes, hidden, cd_steps)))
+            RBM(
+                shape,
+                self.levels if k == 0 else 2,
+                hidden=h,
+                cd_steps=cd,
+                persistent=persistent,
+                num_chains=num_chains,
+                burn_in=burn_in,
+                init_std=init_std,
+            )
+            for k, (shape, h, cd) in enumerate(zip(shapes, hidden, cd_steps))
+        )
         self.register_buffer("trained_steps", torch.zeros((), dtype=torch.int64))  # training calls of loss
         self.register_buffer("current_layer", torch.zeros((), dtype=torch.int64))
         self._position: tuple[int, int] | None = None  # host copy of the two buffers: no device sync per step
@@ -130,8 +152,14 @@ class DBN(LatentVariableModel):
 
     # -- sampling ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
-               burn_in: int | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        y: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        burn_in: int | None = None,
+    ) -> torch.Tensor:
         """``n`` images (LongTensor (n, C, H, W)): ``burn_in`` block Gibbs sweeps in the top RBM (default: the
         constructor's), then h(k-1) ~ p(h(k-1) | hk) down to the pixels."""
         states = self.top.sample(n, generator=generator, burn_in=burn_in).reshape(n, -1)
@@ -168,8 +196,9 @@ class DBN(LatentVariableModel):
             yield count, x.repeat(count, *([1] * (x.dim() - 1)))
 
     @torch.no_grad()
-    def log_prob_lower_bound(self, x: torch.Tensor, num_samples: int | None = None,
-                             generator: torch.Generator | None = None) -> torch.Tensor:
+    def log_prob_lower_bound(
+        self, x: torch.Tensor, num_samples: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """[2]'s variational lower bound on log p(x) per image (N,), float64 nats: the expectation over q
         estimated from ``num_samples`` upward draws (default ``bound_samples``), the entropies exact.
         Equals the exact log p(x) of a one-layer DBN (an RBM). Uses the stored log Z of the top RBM."""
@@ -185,8 +214,14 @@ class DBN(LatentVariableModel):
         return self.log_prob_lower_bound(x)
 
     @torch.no_grad()
-    def log_prob_estimate(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1000, *,
-                          generator: torch.Generator | None = None) -> torch.Tensor:
+    def log_prob_estimate(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        num_samples: int = 1000,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """log (1/k) sum_i p(x, h_i) / q(h_i | x) over k = ``num_samples`` upward draws h_i ~ q, per image,
         float64 nats [2]: a stochastic lower bound on log p(x) that rises to it as k grows."""
         total = torch.full((x.shape[0],), -math.inf, dtype=torch.float64, device=x.device)

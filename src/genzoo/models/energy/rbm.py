@@ -24,6 +24,7 @@ refuses to use it.
 [3] R. Salakhutdinov, I. Murray, "On the quantitative analysis of deep belief networks", ICML 2008.
 [4] R. M. Neal, "Annealed importance sampling", Statistics and Computing 11, 2001.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,11 +53,24 @@ def uniform(shape, device, generator: torch.Generator | None = None) -> torch.Te
 class RBM(GenerativeModel):
     """RBM with ``hidden`` binary hidden units; see the module docstring for training and likelihoods."""
 
-    def __init__(self, image_shape, levels: int, hidden: int = 500, cd_steps: int = 1, persistent: bool = False,
-                 num_chains: int = 100, burn_in: int = 1000, init_std: float = 0.01):
+    def __init__(
+        self,
+        image_shape,
+        levels: int,
+        hidden: int = 500,
+        cd_steps: int = 1,
+        persistent: bool = False,
+        num_chains: int = 100,
+        burn_in: int = 1000,
+        init_std: float = 0.01,
+    ):
         super().__init__(image_shape, levels)
-        for name, value, low in (("hidden", hidden, 1), ("cd_steps", cd_steps, 1), ("num_chains", num_chains, 1),
-                                 ("burn_in", burn_in, 0)):
+        for name, value, low in (
+            ("hidden", hidden, 1),
+            ("cd_steps", cd_steps, 1),
+            ("num_chains", num_chains, 1),
+            ("burn_in", burn_in, 0),
+        ):
             if int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if not init_std >= 0:
@@ -71,8 +85,9 @@ class RBM(GenerativeModel):
         self.register_buffer("base_rate_bias", torch.zeros(num_visible))
         # PCD chains as integer levels (not floats, so an EMA copies rather than averages them)
         chain_dtype = torch.uint8 if self.levels <= 256 else torch.int32
-        self.register_buffer("chains", torch.zeros(self.num_chains if self.persistent else 0, self.num_dims,
-                                                   dtype=chain_dtype))
+        self.register_buffer(
+            "chains", torch.zeros(self.num_chains if self.persistent else 0, self.num_dims, dtype=chain_dtype)
+        )
         self.register_buffer("chains_ready", torch.zeros((), dtype=torch.bool))
         self.register_buffer("log_z", torch.full((), math.nan, dtype=torch.float64))
         self.register_buffer("log_z_stderr", torch.full((), math.nan, dtype=torch.float64))
@@ -137,7 +152,9 @@ class RBM(GenerativeModel):
             return self._free_energy(self._encode(x)).mean() - self._free_energy(self._encode(v)).mean()
 
     def _persistent_chains(self) -> torch.Tensor:
-        if not bool(self.chains_ready):  # start from the visible-bias-only model (the data marginals after init_from_data)
+        if not bool(
+            self.chains_ready
+        ):  # start from the visible-bias-only model (the data marginals after init_from_data)
             bias = self.visible_bias.detach().expand(self.num_chains, -1)
             self.chains.copy_(self._sample_visible(bias))
             self.chains_ready.fill_(True)
@@ -156,10 +173,12 @@ class RBM(GenerativeModel):
         counts = torch.zeros(self.num_dims * self.levels, dtype=torch.float64)
         offsets = torch.arange(self.num_dims) * self.levels
         for chunk in images.split(4096):
-            counts += torch.bincount((chunk.reshape(chunk.shape[0], -1).long().cpu() + offsets).flatten(),
-                                     minlength=counts.numel()).double()
-        log_p = ((counts.view(self.num_dims, self.levels) + smoothing / self.levels)
-                 / (images.shape[0] + smoothing)).log()
+            counts += torch.bincount(
+                (chunk.reshape(chunk.shape[0], -1).long().cpu() + offsets).flatten(), minlength=counts.numel()
+            ).double()
+        log_p = (
+            (counts.view(self.num_dims, self.levels) + smoothing / self.levels) / (images.shape[0] + smoothing)
+        ).log()
         bias = log_p[:, 1] - log_p[:, 0] if self.levels == 2 else log_p.flatten()
         self.visible_bias.copy_(bias)
         self.base_rate_bias.copy_(bias)
@@ -168,8 +187,16 @@ class RBM(GenerativeModel):
 
     # -- sampling ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
-               burn_in: int | None = None, x: torch.Tensor | None = None, known: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        y: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        burn_in: int | None = None,
+        x: torch.Tensor | None = None,
+        known: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``n`` images (LongTensor (n, C, H, W)): the visible state after ``burn_in`` (default: the
         constructor's) block Gibbs sweeps from independent uniformly random levels.
 
@@ -182,7 +209,9 @@ class RBM(GenerativeModel):
             if x.shape[0] != n:
                 raise ValueError(f"x holds {x.shape[0]} images but n={n}")
             x = x.to(self.device).reshape(n, -1).long()
-            known = torch.as_tensor(known, dtype=torch.bool, device=self.device).expand(n, *self.image_shape).reshape(n, -1)
+            known = (
+                torch.as_tensor(known, dtype=torch.bool, device=self.device).expand(n, *self.image_shape).reshape(n, -1)
+            )
             v = torch.where(known, x, v)
         for _ in range(self.burn_in if burn_in is None else burn_in):
             v = self._gibbs_step(v, generator)
@@ -192,22 +221,24 @@ class RBM(GenerativeModel):
 
     # -- partition function --------------------------------------------------------------------------
     @torch.no_grad()
-    def log_partition_exact(self, side: str = "auto", max_configurations: int = 2 ** 20) -> float:
+    def log_partition_exact(self, side: str = "auto", max_configurations: int = 2**20) -> float:
         """log Z in nats by enumerating one layer and summing the other analytically (float64).
 
         ``side``: "visible", "hidden", or "auto" (the layer with fewer joint states: 2**hidden against
         levels**subpixels). Refuses (ValueError) when that layer has more than ``max_configurations`` states.
         """
-        sizes = {"visible": self.levels ** self.num_dims, "hidden": 2 ** self.hidden}
+        sizes = {"visible": self.levels**self.num_dims, "hidden": 2**self.hidden}
         side = min(sizes, key=sizes.get) if side == "auto" else side
         if side not in sizes:
             raise ValueError(f"side must be 'auto', 'visible' or 'hidden', got {side!r}")
         if sizes[side] > max_configurations:
-            raise ValueError(f"exact log Z would enumerate {sizes[side]} states of the {side} layer "
-                             f"(limit {max_configurations}); use log_partition_ais()")
+            raise ValueError(
+                f"exact log Z would enumerate {sizes[side]} states of the {side} layer "
+                f"(limit {max_configurations}); use log_partition_ais()"
+            )
         params = self._params(torch.float64)
         w, b, c = params
-        chunk = max(1, 2 ** 22 // max(w.shape))
+        chunk = max(1, 2**22 // max(w.shape))
         if side == "visible":
             term = lambda v: -self._free_energy(self._encode(v, torch.float64), params)
             return enumerate_logsumexp(term, self.num_dims, self.levels, chunk, w.device)
@@ -215,9 +246,13 @@ class RBM(GenerativeModel):
         return enumerate_logsumexp(term, self.hidden, 2, chunk, w.device)
 
     @torch.no_grad()
-    def log_partition_ais(self, num_chains: int = 100, num_betas: int = PAPER_NUM_BETAS,
-                          base_rate_visible_bias: torch.Tensor | None = None,
-                          generator: torch.Generator | None = None) -> tuple[float, float]:
+    def log_partition_ais(
+        self,
+        num_chains: int = 100,
+        num_betas: int = PAPER_NUM_BETAS,
+        base_rate_visible_bias: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[float, float]:
         """AIS estimate of log Z [3, 4]: (log Z, its standard error), nats; details in ``self.last_ais``.
 
         Anneals from the base-rate RBM A (W = 0, c = 0, visible biases ``base_rate_visible_bias``, by
@@ -242,24 +277,31 @@ class RBM(GenerativeModel):
             x = units @ w.t() + c
             # log p*_k(v) - log p*_{k-1}(v); the tempering terms in float64 (14,500 small differences add up)
             xd = x.double()
-            log_w += (beta - previous) * (units @ (b - base)).double() \
-                + (F.softplus(beta * xd) - F.softplus(previous * xd)).sum(1)
+            log_w += (beta - previous) * (units @ (b - base)).double() + (
+                F.softplus(beta * xd) - F.softplus(previous * xd)
+            ).sum(1)
             if k < len(betas) - 1:  # a Gibbs sweep leaving p_k invariant
                 h = (uniform(x.shape, x.device, generator) < torch.sigmoid(beta * x)).to(w.dtype)
                 v = self._sample_visible(beta * (h @ w + b) + (1 - beta) * base, generator)
         log_z_base = float(self._visible_log_norm(base[None].double())) + self.hidden * math.log(2.0)
         log_ratio, stderr, (low, high) = log_mean_exp_stats(log_w)
-        self.last_ais = {"log_z": log_z_base + log_ratio, "log_z_stderr": stderr, "num_chains": num_chains,
-                         "num_betas": len(betas) - 1, "log_z_base": log_z_base,
-                         "interval": (log_z_base + low, log_z_base + high), "log_weights": log_w.cpu()}
+        self.last_ais = {
+            "log_z": log_z_base + log_ratio,
+            "log_z_stderr": stderr,
+            "num_chains": num_chains,
+            "num_betas": len(betas) - 1,
+            "log_z_base": log_z_base,
+            "interval": (log_z_base + low, log_z_base + high),
+            "log_weights": log_w.cpu(),
+        }
         return log_z_base + log_ratio, stderr
 
-    def compute_partition(self, method: str = "auto", max_configurations: int = 2 ** 20, **ais_options) -> dict:
+    def compute_partition(self, method: str = "auto", max_configurations: int = 2**20, **ais_options) -> dict:
         """Compute log Z and store it (set_partition): exact when a layer has at most ``max_configurations``
         states and ``method`` is "auto" or "exact", else AIS with ``ais_options``. Returns partition_details()."""
         if method not in ("auto", "exact", "ais"):
             raise ValueError(f"method must be 'auto', 'exact' or 'ais', got {method!r}")
-        smallest = min(self.levels ** self.num_dims, 2 ** self.hidden)
+        smallest = min(self.levels**self.num_dims, 2**self.hidden)
         if method == "exact" or (method == "auto" and smallest <= max_configurations):
             self.set_partition(self.log_partition_exact(max_configurations=max_configurations), 0.0, "exact")
         else:
@@ -305,8 +347,13 @@ class RBM(GenerativeModel):
         code = int(self.partition_method)
         if code == 0:
             return None
-        return {"method": METHODS[code], "log_z": float(self.log_z), "log_z_stderr": float(self.log_z_stderr),
-                "log_z_interval": [float(v) for v in self.log_z_interval], "current": self._partition_is_current()}
+        return {
+            "method": METHODS[code],
+            "log_z": float(self.log_z),
+            "log_z_stderr": float(self.log_z_stderr),
+            "log_z_interval": [float(v) for v in self.log_z_interval],
+            "current": self._partition_is_current(),
+        }
 
     @property
     def partition_info(self) -> str:
@@ -314,9 +361,12 @@ class RBM(GenerativeModel):
         d = self.partition_details()
         if d is None:
             return "no partition function computed"
-        text = (f"exact: log Z = {d['log_z']:.4f} nats" if d["method"] == "exact" else
-                f"AIS estimate: log Z = {d['log_z']:.4f} +- {d['log_z_stderr']:.4f} nats "
-                f"(+-3 sigma: [{d['log_z_interval'][0]:.4f}, {d['log_z_interval'][1]:.4f}])")
+        text = (
+            f"exact: log Z = {d['log_z']:.4f} nats"
+            if d["method"] == "exact"
+            else f"AIS estimate: log Z = {d['log_z']:.4f} +- {d['log_z_stderr']:.4f} nats "
+            f"(+-3 sigma: [{d['log_z_interval'][0]:.4f}, {d['log_z_interval'][1]:.4f}])"
+        )
         return text if d["current"] else text + " (stale: the weights changed since)"
 
     # -- likelihood ----------------------------------------------------------------------------------
@@ -326,10 +376,12 @@ class RBM(GenerativeModel):
         if int(self.partition_method) == 0:
             raise PartitionFunctionError(
                 "this RBM has no log partition function yet: call model.compute_partition() (exact when a layer "
-                "is small, else AIS), or set_partition() with log_partition_exact() / log_partition_ais()")
+                "is small, else AIS), or set_partition() with log_partition_exact() / log_partition_ais()"
+            )
         if not self._partition_is_current():
             raise PartitionFunctionError(
                 "the stored log Z was computed for other weights (the model was trained or edited since): "
-                "call model.compute_partition() again")
+                "call model.compute_partition() again"
+            )
         with torch.autocast(x.device.type, enabled=False):
             return -self._free_energy(self._encode(x)).double() - self.log_z

@@ -18,6 +18,7 @@ NotImplementedError.
     Science 313, 2006.
 [2] I. Goodfellow, Y. Bengio, A. Courville. Deep Learning, chapter 14 (autoencoders). MIT Press, 2016.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,15 @@ DEFAULT_HIDDEN = {"mlp": [200, 200], "conv": [32, 64]}  # the VAE's defaults
 class AutoEncoder(GenerativeModel):
     """x -> z = e(x) -> p(x | z); ``hidden`` as for the VAE; ``code_momentum`` for the code statistics."""
 
-    def __init__(self, image_shape, levels: int, latent: int = 50, hidden: list[int] | None = None,
-                 architecture: str = "mlp", code_momentum: float = 0.01):
+    def __init__(
+        self,
+        image_shape,
+        levels: int,
+        latent: int = 50,
+        hidden: list[int] | None = None,
+        architecture: str = "mlp",
+        code_momentum: float = 0.01,
+    ):
         super().__init__(image_shape, levels)
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
@@ -65,8 +73,14 @@ class AutoEncoder(GenerativeModel):
         return self.decoder(z)
 
     @torch.no_grad()
-    def decode_images(self, z: torch.Tensor, y: torch.Tensor | None = None, *,
-                      generator: torch.Generator | None = None, mean: bool = False) -> torch.Tensor:
+    def decode_images(
+        self,
+        z: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        mean: bool = False,
+    ) -> torch.Tensor:
         """Images (M, C, H, W) from codes: every subpixel drawn from p(x | z), or its level nearest the mean."""
         return pick_levels(self.decode(z), self.levels, generator, mean)
 
@@ -91,7 +105,7 @@ class AutoEncoder(GenerativeModel):
     @torch.no_grad()
     def fit_codes(self, x: torch.Tensor, batch_size: int = 1024) -> None:
         """Set the code statistics exactly from images ``x`` (the training split, typically)."""
-        codes = torch.cat([self.code(x[i:i + batch_size].to(self.device)) for i in range(0, x.shape[0], batch_size)])
+        codes = torch.cat([self.code(x[i : i + batch_size].to(self.device)) for i in range(0, x.shape[0], batch_size)])
         self.code_mean.copy_(codes.mean(0))
         self.code_second_moment.copy_(codes.t() @ codes / codes.shape[0])
         self.code_batches.fill_(max(1, int(self.code_batches)))
@@ -99,14 +113,18 @@ class AutoEncoder(GenerativeModel):
     def code_distribution(self) -> torch.distributions.MultivariateNormal:
         """The Gaussian N(mean, covariance) of the training codes (a small ridge keeps it proper)."""
         if int(self.code_batches) == 0:
-            raise NotImplementedError("an auto-encoder has no prior: train it (the code statistics are kept "
-                                      "during training) or call fit_codes(images) before sampling")
+            raise NotImplementedError(
+                "an auto-encoder has no prior: train it (the code statistics are kept "
+                "during training) or call fit_codes(images) before sampling"
+            )
         cov = self.code_second_moment - torch.outer(self.code_mean, self.code_mean)
         cov = 0.5 * (cov + cov.t()) + 1e-4 * torch.eye(self.latent, device=cov.device)
         return torch.distributions.MultivariateNormal(self.code_mean, cov)
 
     @torch.no_grad()
-    def sample(self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """``n`` images decoded from codes ~ N(mean, covariance of the training codes); see the module
         docstring: a heuristic generator, not samples of a model of p(x)."""
         gaussian = self.code_distribution()

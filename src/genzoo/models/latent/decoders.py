@@ -20,6 +20,7 @@ shallow on purpose: a decoder that can model x on its own tends to ignore z [3].
 [3] X. Chen, D. P. Kingma, T. Salimans, Y. Duan, P. Dhariwal, J. Schulman, I. Sutskever, P. Abbeel.
     Variational Lossy Autoencoder. ICLR 2017.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,8 +36,9 @@ DECODERS = ("factorized", "pixelcnn")
 PIXELCNN_DEFAULTS = {"channels": 48, "num_blocks": 2, "first_kernel": 5, "kernel_size": 3, "output_channels": 48}
 
 
-def pick_levels(params: torch.Tensor, levels: int, generator: torch.Generator | None = None,
-                mean: bool = False) -> torch.Tensor:
+def pick_levels(
+    params: torch.Tensor, levels: int, generator: torch.Generator | None = None, mean: bool = False
+) -> torch.Tensor:
     """One level per subpixel from its distribution's parameters (layout of ``genzoo.nn.distributions``):
     a draw, or with ``mean`` the level nearest the distribution's mean (a deterministic picture)."""
     if not mean:
@@ -51,8 +53,15 @@ def pick_levels(params: torch.Tensor, levels: int, generator: torch.Generator | 
 class PixelCNNDecoder(nn.Module):
     """p(x | z) by a PixelCNN conditioned on m(z); ``options`` override ``PIXELCNN_DEFAULTS``."""
 
-    def __init__(self, in_features: int, image_shape, levels: int, architecture: str, hidden: list[int],
-                 options: dict | None = None):
+    def __init__(
+        self,
+        in_features: int,
+        image_shape,
+        levels: int,
+        architecture: str,
+        hidden: list[int],
+        options: dict | None = None,
+    ):
         super().__init__()
         from genzoo.models.autoregressive.pixelcnn import PixelCNN
 
@@ -74,8 +83,9 @@ class PixelCNNDecoder(nn.Module):
         return self.pixelcnn.network(symmetric_inputs(x, self.levels), self.condition(z))
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, generator: torch.Generator | None = None, mean: bool = False,
-                 naive: bool = False) -> torch.Tensor:
+    def generate(
+        self, z: torch.Tensor, generator: torch.Generator | None = None, mean: bool = False, naive: bool = False
+    ) -> torch.Tensor:
         """Images (M, C, H, W) given z (M, in_features), subpixel by subpixel in the PixelCNN's order:
         each drawn from its conditional (ancestral sampling) or, with ``mean``, set to its mean level.
 

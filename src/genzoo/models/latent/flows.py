@@ -23,6 +23,7 @@ return ``(z_K, sum_k log |det|)``; leading axes broadcast (z (S, N, D) with h (N
     Variational Inference. UAI 2018 (amortized flow parameters).
 [4] M. Germain, K. Gregor, I. Murray, H. Larochelle. MADE. ICML 2015.
 """
+
 from __future__ import annotations
 
 import torch

@@ -36,6 +36,7 @@ All quantities are per example, in nats:
     Generative Models. NeurIPS 2015.
 [7] I. Gulrajani et al. PixelVAE: A Latent Variable Model for Natural Images. ICLR 2017.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,13 @@ from genzoo.models.latent.decoders import DECODERS, PixelCNNDecoder, pick_levels
 from genzoo.models.latent.flows import FLOWS, Flow
 from genzoo.nn.distributions import discrete_log_prob, num_params, symmetric_inputs
 from genzoo.nn.encoders import ARCHITECTURES, image_decoder, image_encoder, mlp
-from genzoo.nn.gaussian import (GaussianHead, gaussian_log_prob, kl_to_standard_normal, reparameterize,
-                                standard_normal_log_prob)
+from genzoo.nn.gaussian import (
+    GaussianHead,
+    gaussian_log_prob,
+    kl_to_standard_normal,
+    reparameterize,
+    standard_normal_log_prob,
+)
 
 OBJECTIVES = ("elbo", "iwae")
 DEFAULT_HIDDEN = {"mlp": [200, 200], "conv": [32, 64]}  # [2]'s 1-layer MNIST model; a small conv net
@@ -66,12 +72,27 @@ class VAE(LatentVariableModel):
     ``decoder_options``: see the module docstring.
     """
 
-    def __init__(self, image_shape, levels: int, latent: int = 50, hidden: list[int] | None = None,
-                 architecture: str = "mlp", objective: str = "elbo", num_samples: int = 1, beta: float = 1.0,
-                 kl_warmup_steps: int = 0, stochastic_layers: int = 1, top_latent: int = 50,
-                 top_hidden: list[int] = [100, 100], flow: str = "none", flow_steps: int = 2,  # noqa: B006
-                 flow_hidden: list[int] = [64, 64], num_classes: int | None = None,  # noqa: B006 (JSON lists)
-                 decoder: str = "factorized", decoder_options: dict | None = None):
+    def __init__(
+        self,
+        image_shape,
+        levels: int,
+        latent: int = 50,
+        hidden: list[int] | None = None,
+        architecture: str = "mlp",
+        objective: str = "elbo",
+        num_samples: int = 1,
+        beta: float = 1.0,
+        kl_warmup_steps: int = 0,
+        stochastic_layers: int = 1,
+        top_latent: int = 50,
+        top_hidden: list[int] = [100, 100],  # noqa: B006 (JSON gives lists back)
+        flow: str = "none",
+        flow_steps: int = 2,
+        flow_hidden: list[int] = [64, 64],  # noqa: B006
+        num_classes: int | None = None,
+        decoder: str = "factorized",
+        decoder_options: dict | None = None,
+    ):
         super().__init__(image_shape, levels, None if num_classes is None else int(num_classes))
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
@@ -79,15 +100,20 @@ class VAE(LatentVariableModel):
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         hidden = DEFAULT_HIDDEN[architecture] if hidden is None else [int(h) for h in hidden]
         top_hidden = [int(h) for h in top_hidden]
-        checks = [(min(latent, top_latent) >= 1, "latent and top_latent must be >= 1"),
-                  (len(hidden) >= (architecture == "conv") and min(hidden + top_hidden, default=1) >= 1,
-                   "hidden sizes must be positive (a conv encoder needs at least one stage)"),
-                  (num_samples >= 1, "num_samples must be >= 1"), (beta >= 0, "beta must be >= 0"),
-                  (kl_warmup_steps >= 0, "kl_warmup_steps must be >= 0"),
-                  (stochastic_layers in (1, 2), "stochastic_layers must be 1 or 2"),
-                  (flow in FLOWS, f"flow must be one of {', '.join(FLOWS)}"),
-                  (decoder in DECODERS, f"decoder must be one of {', '.join(DECODERS)}"),
-                  (num_classes is None or int(num_classes) >= 1, "num_classes must be None or >= 1")]
+        checks = [
+            (min(latent, top_latent) >= 1, "latent and top_latent must be >= 1"),
+            (
+                len(hidden) >= (architecture == "conv") and min(hidden + top_hidden, default=1) >= 1,
+                "hidden sizes must be positive (a conv encoder needs at least one stage)",
+            ),
+            (num_samples >= 1, "num_samples must be >= 1"),
+            (beta >= 0, "beta must be >= 0"),
+            (kl_warmup_steps >= 0, "kl_warmup_steps must be >= 0"),
+            (stochastic_layers in (1, 2), "stochastic_layers must be 1 or 2"),
+            (flow in FLOWS, f"flow must be one of {', '.join(FLOWS)}"),
+            (decoder in DECODERS, f"decoder must be one of {', '.join(DECODERS)}"),
+            (num_classes is None or int(num_classes) >= 1, "num_classes must be None or >= 1"),
+        ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
@@ -99,16 +125,24 @@ class VAE(LatentVariableModel):
         context = 0 if self.flow is None else self.flow.context_features
         labels = int(num_classes or 0)
         c, h, w = self.image_shape
-        seen = self.image_shape if not labels else (c + labels, h, w) if architecture == "conv" else (self.num_dims + labels,)
+        seen = (
+            self.image_shape
+            if not labels
+            else (c + labels, h, w)
+            if architecture == "conv"
+            else (self.num_dims + labels,)
+        )
         # the encoder's outputs: mu and log_var of q0(z1|x), then the flow's context (GaussianHead keeps
         # the checkpoint keys of the plain VAE; ``posterior`` splits the three parts)
         self.encoder = GaussianHead(image_encoder(architecture, seen, hidden, 2 * self.latent + context))
         if decoder == "pixelcnn":
-            self.decoder = PixelCNNDecoder(self.latent + labels, self.image_shape, self.levels, architecture, hidden,
-                                           decoder_options)
+            self.decoder = PixelCNNDecoder(
+                self.latent + labels, self.image_shape, self.levels, architecture, hidden, decoder_options
+            )
         else:
-            self.decoder = image_decoder(architecture, self.latent + labels, hidden, self.image_shape,
-                                         num_params(self.levels))
+            self.decoder = image_decoder(
+                architecture, self.latent + labels, hidden, self.image_shape, num_params(self.levels)
+            )
         if self.layers == 2:
             self.top_encoder = GaussianHead(mlp([self.latent, *top_hidden, 2 * self.top_latent]))
             self.top_decoder = GaussianHead(mlp([self.top_latent, *reversed(top_hidden), 2 * self.latent]))
@@ -125,8 +159,11 @@ class VAE(LatentVariableModel):
         u = symmetric_inputs(x, self.levels)
         if y is not None:
             onehot = F.one_hot(y, self.num_classes).float()
-            u = (torch.cat([u.flatten(1), onehot], 1) if self.architecture == "mlp" else
-                 torch.cat([u, onehot[:, :, None, None].expand(-1, -1, *u.shape[2:])], 1))
+            u = (
+                torch.cat([u.flatten(1), onehot], 1)
+                if self.architecture == "mlp"
+                else torch.cat([u, onehot[:, :, None, None].expand(-1, -1, *u.shape[2:])], 1)
+            )
         out = self.encoder.net(u).float()
         return out.split([self.latent, self.latent, out.shape[-1] - 2 * self.latent], dim=-1)
 
@@ -161,9 +198,15 @@ class VAE(LatentVariableModel):
         return self.decoder(inputs, x)
 
     @torch.no_grad()
-    def decode_images(self, z1: torch.Tensor, y: torch.Tensor | None = None, *,
-                      generator: torch.Generator | None = None, mean: bool = False,
-                      naive: bool = False) -> torch.Tensor:
+    def decode_images(
+        self,
+        z1: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        mean: bool = False,
+        naive: bool = False,
+    ) -> torch.Tensor:
         """Images (M, C, H, W) from codes z1 (M, latent): every subpixel drawn from p(x | z1[, y]) or, with
         ``mean``, set to the level nearest its conditional mean; in order for the PixelCNN decoder, by its
         cached sampler (``naive=True``: one full decoder pass per subpixel, the slow reference path; the
@@ -185,12 +228,11 @@ class VAE(LatentVariableModel):
     def _noise(self, s: int, n: int, generator: torch.Generator | None) -> torch.Tensor:
         """Standard normal noise (s, n, noise_dims), drawn one sample index at a time so that the numbers
         do not depend on how the s samples are split into chunks."""
-        return torch.stack([torch.randn(n, self.noise_dims, generator=generator, device=self.device)
-                            for _ in range(s)])
+        return torch.stack([torch.randn(n, self.noise_dims, generator=generator, device=self.device) for _ in range(s)])
 
     def _latents(self, mu: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor, context: torch.Tensor):
         """z1 (s, n, latent) and log p(z) - log q(z | x) (s, n) for noise ``eps`` (s, n, noise_dims)."""
-        z1 = reparameterize(mu, log_var, eps[..., :self.latent])
+        z1 = reparameterize(mu, log_var, eps[..., : self.latent])
         log_q = gaussian_log_prob(z1, mu, log_var)
         if self.flow is not None:  # log q(z_K|x) = log q0(z_0|x) - sum_k log|det dz_k/dz_{k-1}|
             z1, log_det = self.flow(z1, context)
@@ -198,7 +240,7 @@ class VAE(LatentVariableModel):
         if self.layers == 1:
             return z1, standard_normal_log_prob(z1) - log_q
         mu2, log_var2 = self.top_encoder(z1)
-        z2 = reparameterize(mu2, log_var2, eps[..., self.latent:])
+        z2 = reparameterize(mu2, log_var2, eps[..., self.latent :])
         prior_mu, prior_log_var = self.top_decoder(z2)
         log_p = standard_normal_log_prob(z2) + gaussian_log_prob(z1, prior_mu, prior_log_var)
         return z1, log_p - log_q - gaussian_log_prob(z2, mu2, log_var2)
@@ -213,8 +255,13 @@ class VAE(LatentVariableModel):
 
     # the interface
 
-    def elbo_terms(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def elbo_terms(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        num_samples: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstruction E_q[log p(x|z)], KL(q(z|x) || p(z))) per example, nats; ELBO = first - second.
 
         The reconstruction term is averaged over ``num_samples`` draws of z; the KL is exact for one
@@ -228,15 +275,26 @@ class VAE(LatentVariableModel):
         kl = kl_to_standard_normal(mu, log_var) if exact_kl else -log_ratio.mean(0)
         return reconstruction, kl
 
-    def elbo(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+    def elbo(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        num_samples: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Evidence lower bound on log p(x) (log p(x | y) when conditional) per example, nats (an unbiased
         estimate of it)."""
         reconstruction, kl = self.elbo_terms(x, y, num_samples, generator)
         return reconstruction - kl
 
-    def log_weights(self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None = None,
-                    kl_weight: float | torch.Tensor = 1.0, y: torch.Tensor | None = None) -> torch.Tensor:
+    def log_weights(
+        self,
+        x: torch.Tensor,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+        kl_weight: float | torch.Tensor = 1.0,
+        y: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """log p(x, z_i) - log q(z_i | x) for ``num_samples`` draws z_i ~ q, shape (num_samples, N), nats.
 
         ``kl_weight`` multiplies log p(z) - log q(z|x) (1: the importance weights of [2])."""
@@ -246,8 +304,15 @@ class VAE(LatentVariableModel):
         return self._reconstruction(x, z1, y) + kl_weight * log_ratio
 
     @torch.no_grad()
-    def log_prob_estimate(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1000, *,
-                          generator: torch.Generator | None = None, chunk_size: int | None = None) -> torch.Tensor:
+    def log_prob_estimate(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        num_samples: int = 1000,
+        *,
+        generator: torch.Generator | None = None,
+        chunk_size: int | None = None,
+    ) -> torch.Tensor:
         """Importance-sampling estimate log (1/k) sum_i w_i of log p(x) per example, nats, with q (the flow
         posterior when there is one) as proposal.
 
@@ -296,14 +361,16 @@ class VAE(LatentVariableModel):
         return -bound.mean()
 
     @torch.no_grad()
-    def sample(self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
-               naive: bool = False) -> torch.Tensor:
+    def sample(
+        self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None, naive: bool = False
+    ) -> torch.Tensor:
         """``n`` images drawn from p(x) (p(x | y) when conditional; ``y`` one label or n) by ancestral
         sampling (pixels drawn, not the decoder's mean). ``naive=True``: the PixelCNN decoder takes one
         full pass per subpixel instead of its cached sampler (see ``decode_images``)."""
         y = self.check_labels(y, n)
-        z = torch.randn(n, self.top_latent if self.layers == 2 else self.latent, generator=generator,
-                        device=self.device)
+        z = torch.randn(
+            n, self.top_latent if self.layers == 2 else self.latent, generator=generator, device=self.device
+        )
         if self.layers == 2:
             mu, log_var = self.top_decoder(z)
             z = reparameterize(mu, log_var, torch.randn(n, self.latent, generator=generator, device=self.device))
@@ -313,12 +380,44 @@ class VAE(LatentVariableModel):
 class IWAE(VAE):
     """The VAE trained on the k-sample importance-weighted bound of [2]; k = ``num_samples`` (5 by default)."""
 
-    def __init__(self, image_shape, levels: int, latent: int = 50, hidden: list[int] | None = None,
-                 architecture: str = "mlp", objective: str = "iwae", num_samples: int = 5, beta: float = 1.0,
-                 kl_warmup_steps: int = 0, stochastic_layers: int = 1, top_latent: int = 50,
-                 top_hidden: list[int] = [100, 100], flow: str = "none", flow_steps: int = 2,  # noqa: B006
-                 flow_hidden: list[int] = [64, 64], num_classes: int | None = None,  # noqa: B006
-                 decoder: str = "factorized", decoder_options: dict | None = None):
-        super().__init__(image_shape, levels, latent, hidden, architecture, objective, num_samples, beta,
-                         kl_warmup_steps, stochastic_layers, top_latent, top_hidden, flow, flow_steps, flow_hidden,
-                         num_classes, decoder, decoder_options)
+    def __init__(
+        self,
+        image_shape,
+        levels: int,
+        latent: int = 50,
+        hidden: list[int] | None = None,
+        architecture: str = "mlp",
+        objective: str = "iwae",
+        num_samples: int = 5,
+        beta: float = 1.0,
+        kl_warmup_steps: int = 0,
+        stochastic_layers: int = 1,
+        top_latent: int = 50,
+        top_hidden: list[int] = [100, 100],  # noqa: B006
+        flow: str = "none",
+        flow_steps: int = 2,
+        flow_hidden: list[int] = [64, 64],  # noqa: B006
+        num_classes: int | None = None,
+        decoder: str = "factorized",
+        decoder_options: dict | None = None,
+    ):
+        super().__init__(
+            image_shape,
+            levels,
+            latent,
+            hidden,
+            architecture,
+            objective,
+            num_samples,
+            beta,
+            kl_warmup_steps,
+            stochastic_layers,
+            top_latent,
+            top_hidden,
+            flow,
+            flow_steps,
+            flow_hidden,
+            num_classes,
+            decoder,
+            decoder_options,
+        )
