@@ -109,7 +109,8 @@ class GatedLayer(nn.Module):
     g  = gate(H * h + 1x1(shift_down(V * v + e_v)) + e_h)
     h' = h + 1x1_res(g)  (first layer: 1x1_res(g)),   skip = 1x1_skip(g)
 
-    ``e_v``, ``e_h``: the class embedding rows, (N, 2p) each, or None.
+    ``e_v``, ``e_h``: the class embedding rows, (N, 2p) each, or maps (N, 2p, H, W) of an image
+    condition ([2], eq. 5), or None.
     """
 
     def __init__(self, in_channels: int, channels: int, kernel_size: int, image_channels: int, first: bool):
@@ -129,9 +130,9 @@ class GatedLayer(nn.Module):
         """(v', h', skip) for whole images; the cached sampler repeats these sums in the same order."""
         v_pre = self.vertical(v)
         if e_v is not None:
-            v_pre = v_pre + e_v[:, :, None, None]
+            v_pre = v_pre + (e_v[:, :, None, None] if e_v.dim() == 2 else e_v)
         h_pre = self.horizontal(h) + self.v_to_h(shift_down(v_pre))
         if e_h is not None:
-            h_pre = h_pre + e_h[:, :, None, None]
+            h_pre = h_pre + (e_h[:, :, None, None] if e_h.dim() == 2 else e_h)
         res, skip = self.out(gate(h_pre)).chunk(2, dim=1)
         return gate(v_pre), (res if self.first else h + res), skip

@@ -75,8 +75,9 @@ class StepCache:
     where nothing was stored: the convolution's zero padding, and positions not reached yet.
     """
 
-    def __init__(self, height: int, width: int):
+    def __init__(self, height: int, width: int, condition: list[torch.Tensor] | None = None):
         self.height, self.width, self.maps, self.matrices = height, width, {}, {}
+        self.condition = condition  # an image condition's features per resolution, (N, H_s, W_s, F), or None
 
     def size(self, level: int) -> tuple[int, int]:
         """(height, width) at resolution ``level``: halved ``level`` times, rounding up."""
@@ -181,12 +182,14 @@ class DownRightShiftedConvTranspose2d(DownShiftedConvTranspose2d):
 
 
 class GatedResNet(nn.Module):
-    """x + a * sigmoid(b), [a, b] = conv(dropout(concat_elu(conv(concat_elu(x)) + nin(concat_elu(skip)))))
+    """x + a * sigmoid(b), [a, b] = conv(dropout(concat_elu(conv(concat_elu(x)) + nin(concat_elu(skip))))) + c
 
-    ([1], section 2.4 and figure 2). ``conv`` is a shifted convolution class; ``skip_channels`` > 0
-    adds the 1x1 "nin" of an auxiliary input (the u stream feeding ul, or the shortcut from the
-    up pass). The last convolution starts at a tenth of PyTorch's default scale (like the init_scale
-    0.1 of [1]) so that the residual stream stays O(1) through many blocks.
+    ([1], section 2.4 and figure 2; ``c`` an optional conditioning term (N, 2 channels, H, W), e.g. the
+    projection of an image condition's features, added before the gate as [1]'s code adds h).
+    ``conv`` is a shifted convolution class; ``skip_channels`` > 0 adds the 1x1 "nin" of an auxiliary
+    input (the u stream feeding ul, or the shortcut from the up pass). The last convolution starts at a
+    tenth of PyTorch's default scale (like the init_scale 0.1 of [1]) so that the residual stream stays
+    O(1) through many blocks.
     """
 
     def __init__(self, channels: int, conv: type, skip_channels: int = 0, dropout: float = 0.0):
@@ -199,17 +202,26 @@ class GatedResNet(nn.Module):
             self.conv_out.weight.mul_(0.1)
             self.conv_out.bias.zero_()
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None, c: torch.Tensor | None = None) -> torch.Tensor:
         h = self.conv_in(concat_elu(x))
         if skip is not None:
             h = h + self.skip(concat_elu(skip))
-        a, b = self.conv_out(self.dropout(concat_elu(h))).chunk(2, 1)
+        out = self.conv_out(self.dropout(concat_elu(h)))
+        a, b = (out if c is None else out + c).chunk(2, 1)
         return x + a * torch.sigmoid(b)
 
-    def step(self, cache: StepCache, span: Span, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        """``forward`` at ``span`` only, channels last: x, skip and the result are (N, L, C)."""
+    def step(
+        self,
+        cache: StepCache,
+        span: Span,
+        x: torch.Tensor,
+        skip: torch.Tensor | None = None,
+        c: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``forward`` at ``span`` only, channels last: x, skip, c and the result are (N, L, C)."""
         h = self.conv_in.step(cache, span, concat_elu(x, -1))
         if skip is not None:
             h = h + pointwise(self.skip, concat_elu(skip, -1))
-        a, b = self.conv_out.step(cache, span, self.dropout(concat_elu(h, -1))).chunk(2, -1)
+        out = self.conv_out.step(cache, span, self.dropout(concat_elu(h, -1)))
+        a, b = (out if c is None else out + c).chunk(2, -1)
         return x + a * torch.sigmoid(b)

@@ -11,7 +11,11 @@
 The layers, their kernels and the receptive field are drawn in ``genzoo.nn.gated``. Subpixels are
 modelled in raster order with R -> G -> B inside a pixel [1]: the horizontal stack and the output
 layers are masked by channel group. With ``num_classes`` the model is p(x | y): a learned embedding of
-the label is added to the gate pre-activations of both stacks in every layer ([2], eq. 4).
+the label is added to the gate pre-activations of both stacks in every layer ([2], eq. 4). With
+``condition_shape`` / ``condition_levels`` it is p(x | y) for a condition image y (a low-resolution or
+grayscale version): the spatial form of [2], eq. 5, V * m(y) with m a conditioning network
+(``genzoo.nn.conditioning``) and V a zero-initialized 1x1 projection per layer and stack, giving maps
+(N, 2*channels, H, W) in place of the embedding rows. They depend on no pixel of x, so causality holds.
 
 Sampling (``sample_cached``) reuses activations [3]: the vertical stack depends only on the rows
 above, so it is computed once per row, for the whole row; the horizontal stack and the output layers
@@ -27,17 +31,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.models.base import AutoregressiveModel
+from genzoo.nn.conditioning import ImageConditioned, zero_projection
 from genzoo.nn.distributions import discrete_sample, num_params, symmetric_inputs
 from genzoo.nn.gated import GatedLayer, HorizontalConv, channel_groups, gate
 
 
-class GatedPixelCNN(AutoregressiveModel):
+class GatedPixelCNN(ImageConditioned, AutoregressiveModel):
     """Gated PixelCNN for (C, H, W) images with ``levels`` values per subpixel.
 
     Defaults suit 28x28 binarized MNIST: 5x5 kernels as in [2], 15 layers so that the receptive field
     (15*2+1 rows above, 30 columns to either side) covers the whole image, 64 channels (MNIST needs far
     fewer than the 384 of [2]'s ImageNet models). ``channels`` must be divisible by C (one group per
-    colour channel).
+    colour channel). ``condition_shape``, ``condition_levels``, ``condition_channels``,
+    ``condition_blocks``: an image condition, as in ``PixelCNN`` (exclusive with ``num_classes``).
     """
 
     def __init__(
@@ -48,6 +54,10 @@ class GatedPixelCNN(AutoregressiveModel):
         num_layers: int = 15,
         kernel_size: int = 5,
         num_classes: int | None = None,
+        condition_shape=None,
+        condition_levels: int | None = None,
+        condition_channels: int = 32,
+        condition_blocks: int = 2,
     ):
         super().__init__(image_shape, levels, num_classes)
         c = self.image_shape[0]
@@ -72,9 +82,18 @@ class GatedPixelCNN(AutoregressiveModel):
             # e_v and e_h of every layer; zero at first, so training starts from the unconditional model
             self.embedding = nn.Embedding(int(num_classes), num_layers * 4 * channels)
             nn.init.zeros_(self.embedding.weight)
+        if self.init_condition(condition_shape, condition_levels, condition_channels, condition_blocks):
+            # V of [2] eq. 5 for the vertical and the horizontal stack of every layer
+            self.condition_maps = nn.ModuleList(
+                zero_projection(condition_channels, 4 * channels) for _ in range(num_layers)
+            )
 
     def _label_terms(self, y, n: int) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
-        """(e_v, e_h) of every layer, each (N, 2*channels), or Nones for an unconditional model."""
+        """(e_v, e_h) of every layer, each (N, 2*channels) for classes, (N, 2*channels, H, W) for an image
+        condition, or Nones for an unconditional model."""
+        features = self.condition_features(y)
+        if features is not None:
+            return [tuple(project(features).chunk(2, dim=1)) for project in self.condition_maps]
         if not self.conditional:
             return [(None, None)] * self.num_layers
         if y is None:
@@ -107,7 +126,8 @@ class GatedPixelCNN(AutoregressiveModel):
         """Fill ``x`` where not ``known``, subpixel by subpixel in ``ordering()`` (see module docstring)."""
         n, c, height, width = x.shape
         half = self.kernel_size // 2
-        labels = self._label_terms(y, n)
+        features = self.condition_features(y)  # an image condition: its terms are made a row at a time
+        labels = self._label_terms(y, n) if features is None else None
         mats = [(layer.horizontal.matrix(), layer.out.matrix()) for layer in self.layers]
         head = (self.head.matrix(), self.logits.matrix())
         sizes = [c] + [self.channels] * self.num_layers  # input channels of every layer
@@ -115,6 +135,10 @@ class GatedPixelCNN(AutoregressiveModel):
         v_rows = [x.new_zeros((n, s, half + 1, width + 2 * half), dtype=torch.float) for s in sizes[:-1]]
         v_pre = [x.new_zeros((n, 2 * self.channels, 1, width), dtype=torch.float) for _ in self.layers]
         for r in range(height):
+            if features is not None:  # (e_v, e_h) of row r, each (N, 2*channels, W)
+                labels = [
+                    tuple(project(features[:, :, r : r + 1])[:, :, 0].chunk(2, 1)) for project in self.condition_maps
+                ]
             # shift_down: row r of the horizontal stack sees the vertical pre-activations of row r-1
             v_to_h = [layer.v_to_h(pre)[:, :, 0] for layer, pre in zip(self.layers, v_pre)]
             h_rows = [x.new_zeros((n, s, width + half), dtype=torch.float) for s in sizes[:-1]]
@@ -146,7 +170,7 @@ class GatedPixelCNN(AutoregressiveModel):
         for i, (((w_h, b_h), (w_o, b_o)), (_, e_h)) in enumerate(zip(mats, labels)):
             pre = F.linear(h_rows[i][:, :, col : col + width].reshape(n, -1), w_h, b_h) + v_to_h[i][:, :, col]
             if e_h is not None:
-                pre = pre + e_h
+                pre = pre + (e_h if e_h.dim() == 2 else e_h[:, :, col])
             res, skip = F.linear(gate(pre), w_o, b_o).chunk(2, dim=1)
             if i + 1 < len(mats):
                 h_rows[i + 1][:, :, col + width - 1] = res if i == 0 else h_rows[i][:, :, col + width - 1] + res
@@ -165,6 +189,6 @@ class GatedPixelCNN(AutoregressiveModel):
             window[:, :, -1, half : half + row.shape[-1]] = row
             pre = layer.vertical.row(window)
             if e_v is not None:
-                pre = pre + e_v[:, :, None]
+                pre = pre + (e_v[:, :, None] if e_v.dim() == 2 else e_v)
             v_pre[i] = pre[:, :, None]
             row = gate(pre)

@@ -16,9 +16,16 @@ prediction is uniform and the initial loss is exactly C*H*W*ln(levels) nats; wit
 
 The stacked 3x3 mask-B convolutions leave a blind spot (part of the rows above, to the right of the
 receptive field's cone, is never seen); Gated PixelCNN removes it with separate vertical and
-horizontal stacks. Defaults: 1 + 12 + 2 = 15 masked layers as in [1] ("fifteen layers"), and a width
-that is a multiple of 2*3 so that the same defaults work for RGB. [1] reports 81.30 nats on
-binarized MNIST.
+horizontal stacks.
+
+Image conditioning (``condition_shape=[C', h, w]``, ``condition_levels``: p(x | y) for super-resolution or
+colorization, ``genzoo.nn.conditioning``): a conditioning network reads ``y`` and a zero-initialized 1x1
+projection of its features is added to the residual stream before every block and after the last
+(the ``condition`` of ``features``), so every layer is biased by the condition; the maps depend on no
+pixel of ``x``, so the outputs stay causal and p(x | y) is exactly normalized for every ``y``.
+
+Defaults: 1 + 12 + 2 = 15 masked layers as in [1] ("fifteen layers"), and a width that is a multiple
+of 2*3 so that the same defaults work for RGB. [1] reports 81.30 nats on binarized MNIST.
 
 [1] A. van den Oord, N. Kalchbrenner, K. Kavukcuoglu. Pixel Recurrent Neural Networks. ICML 2016.
 """
@@ -30,6 +37,7 @@ from torch import nn
 
 from genzoo.models.autoregressive import pixelcnn_sampling
 from genzoo.models.base import AutoregressiveModel
+from genzoo.nn.conditioning import ImageConditioned, zero_projection
 from genzoo.nn.distributions import num_params, symmetric_inputs
 from genzoo.nn.masked_conv import MaskedConv2d
 
@@ -54,7 +62,7 @@ class ResidualBlock(nn.Module):
         return x + self.branch(x)
 
 
-class PixelCNN(AutoregressiveModel):
+class PixelCNN(ImageConditioned, AutoregressiveModel):
     """PixelCNN over (C, H, W) images with ``levels`` values per subpixel.
 
     channels: width 2h of the residual stream; a multiple of 2*C (the blocks' inner width h is split
@@ -63,6 +71,9 @@ class PixelCNN(AutoregressiveModel):
     first_kernel / kernel_size: kernel of the mask-A input layer / of the blocks' masked convolution.
     output_channels: width of the two ReLU 1x1 output layers' hidden layer; a multiple of C.
     dropout: inside each residual branch, before its last 1x1 convolution (training only).
+    condition_shape, condition_levels: the condition image y (C', h, w) with L' levels, h and w dividing
+        H and W; None: unconditioned. condition_channels / condition_blocks: width and residual blocks
+        of the conditioning network (``genzoo.nn.conditioning.ConditionNet``).
     """
 
     def __init__(
@@ -75,6 +86,10 @@ class PixelCNN(AutoregressiveModel):
         kernel_size: int = 3,
         output_channels: int = 96,
         dropout: float = 0.0,
+        condition_shape=None,
+        condition_levels: int | None = None,
+        condition_channels: int = 32,
+        condition_blocks: int = 2,
     ):
         super().__init__(image_shape, levels)
         c = self.image_shape[0]
@@ -103,20 +118,32 @@ class PixelCNN(AutoregressiveModel):
         )
         nn.init.zeros_(self.output[-1].weight)  # uniform initial prediction: loss = D ln(levels) nats
         nn.init.zeros_(self.output[-1].bias)
+        if self.init_condition(condition_shape, condition_levels, condition_channels, condition_blocks):
+            # one bias map of the residual stream per block input and one at the end
+            self.condition_maps = nn.ModuleList(
+                zero_projection(condition_channels, channels) for _ in range(num_blocks + 1)
+            )
 
     def features(self, u: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """The residual stream (N, channels, H, W) after the last block, from scaled float input ``u``.
 
         ``condition``: an optional map (N, channels, H, W), or broadcastable to it, that depends on no
         pixel of the image (e.g. a projection of a VAE's latent code); it is added to the stream before
-        every residual block and after the last, which keeps every output causal in the image.
+        every residual block and after the last, which keeps every output causal in the image. A list
+        of num_blocks + 1 such maps gives each of those places its own (``condition_terms``).
         """
         h = self.input_conv(u)
         if condition is None:
             return self.blocks(h)
-        for block in self.blocks:
-            h = block(h + condition)
-        return h + condition
+        maps = condition if isinstance(condition, (list, tuple)) else [condition] * (len(self.blocks) + 1)
+        for block, c in zip(self.blocks, maps):
+            h = block(h + c)
+        return h + maps[-1]
+
+    def condition_terms(self, y: torch.Tensor | None) -> list[torch.Tensor] | None:
+        """The num_blocks + 1 bias maps (N, channels, H, W) of validated condition images; None without."""
+        features = self.condition_features(y)
+        return None if features is None else [project(features) for project in self.condition_maps]
 
     def network(self, u: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """Logits in the base layout from float input ``u`` (N, C, H, W) (the scaled image).
@@ -130,9 +157,9 @@ class PixelCNN(AutoregressiveModel):
         return logits.squeeze(-1) if self.params_per_subpixel == 1 else logits
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.network(symmetric_inputs(x, self.levels))
+        return self.network(symmetric_inputs(x, self.levels), self.condition_terms(y))
 
     def sample_cached(self, x, known, y, generator):
         """Ancestral sampling at one position's cost per subpixel, from per-layer activation caches
         (``pixelcnn_sampling``); the same draws as ``sample_naive`` for the same generator."""
-        return pixelcnn_sampling.sample_cached(self, x, known, generator)
+        return pixelcnn_sampling.sample_cached(self, x, known, generator, condition=self.condition_terms(y))

@@ -40,7 +40,8 @@ class PixelCNNStepper:
     after the last call at its pixel must also go into the input cache with ``store_input``.
     Dropout acts per position, so it matches a full pass only in eval mode (as sampling should run).
     ``condition``: the map ``model.features`` adds to the residual stream, (N, channels, H, W) or
-    broadcastable to it; None for the plain PixelCNN.
+    broadcastable to it, or the list of one map per block and one for the end (an image-conditioned
+    PixelCNN's ``condition_terms``); None for the plain PixelCNN.
     """
 
     def __init__(self, model, x: torch.Tensor, condition: torch.Tensor | None = None):
@@ -51,7 +52,9 @@ class PixelCNNStepper:
         self.condition = None
         if condition is not None:  # channels last: one position's vector is a contiguous (N, channels) slice
             shape = (n, model.input_conv.out_channels, h, w)
-            self.condition = torch.broadcast_to(condition, shape).permute(0, 2, 3, 1).contiguous()
+            maps = condition if isinstance(condition, (list, tuple)) else [condition]
+            maps = [torch.broadcast_to(c, shape).permute(0, 2, 3, 1).contiguous() for c in maps]
+            self.condition = maps if len(maps) > 1 else maps * (len(model.blocks) + 1)
 
     def input_at(self, i: int, j: int) -> torch.Tensor:
         return symmetric_inputs(self.x[:, :, i, j], self.model.levels)
@@ -64,12 +67,12 @@ class PixelCNNStepper:
         """The residual stream (N, channels) at (i, j), as ``model.features`` gives it."""
         model = self.model
         s = self.convs[model.input_conv].step(self.input_at(i, j), i, j)
-        condition = None if self.condition is None else self.condition[:, i, j]
-        for block in model.blocks:
-            if condition is not None:
-                s = s + condition
+        maps = self.condition
+        for k, block in enumerate(model.blocks):
+            if maps is not None:
+                s = s + maps[k][:, i, j]
             s = s + sequential_step(block.branch, s, i, j, self.convs)
-        return s if condition is None else s + condition
+        return s if maps is None else s + maps[-1][:, i, j]
 
     def logits(self, i: int, j: int) -> torch.Tensor:
         out = sequential_step(self.model.output, self.features(i, j), i, j, self.convs)
@@ -90,7 +93,7 @@ def sample_cached(
 
     ``on_step(index, params)``, if given, sees the distribution parameters of every drawn subpixel
     ``index`` = (c, i, j): (N,) Bernoulli logits or (N, levels) softmax logits (for tests).
-    ``condition``: the map of ``model.features(u, condition)`` (see ``PixelCNNStepper``).
+    ``condition``: the map(s) of ``model.features(u, condition)`` (see ``PixelCNNStepper``).
     ``draw(params)``: the levels (N,) of a subpixel from those parameters; by default
     ``discrete_sample(params, model.levels, generator)``.
     """

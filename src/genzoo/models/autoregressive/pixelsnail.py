@@ -32,6 +32,11 @@ small keys and a single head; 48 channels are a multiple of 3 so that the same d
 Masked convolutions (not [1]'s shifted ones) let the cached sampler reuse ``IncrementalConv2d``; their
 blind spot is covered by the attention, which sees every earlier pixel.
 
+Image conditioning (``condition_shape``, ``condition_levels``: p(x | y), ``genzoo.nn.conditioning``):
+every gated residual adds a zero-initialized 1x1 projection of the conditioning network's features
+before its gate. They depend on no pixel of x, so the outputs stay causal; the cached sampler
+projects them at each position.
+
 Sampling: ``sample_cached`` keeps a cache of every convolution's input (``genzoo.nn.incremental``) and
 every attention block's keys and values (``AttentionCache``): a subpixel costs one position of every
 convolution plus one attention query against the t keys before it, and draws the same images as
@@ -50,9 +55,11 @@ from torch import nn
 from genzoo.models.base import AutoregressiveModel
 from genzoo.nn import logistic_mixture as dmol
 from genzoo.nn.attention import AttentionCache, CausalPixelAttention
+from genzoo.nn.conditioning import ImageConditioned, zero_projection
 from genzoo.nn.distributions import num_params, symmetric_inputs
 from genzoo.nn.incremental import incremental_convs
 from genzoo.nn.masked_conv import MaskedConv2d
+from genzoo.nn.shifted_conv import pointwise
 
 
 def full_conv(conv: nn.Module, value: torch.Tensor) -> torch.Tensor:
@@ -64,7 +71,8 @@ class GatedResidual(nn.Module):
     """s + A * sigmoid(B) with colour-grouped masked convolutions (module docstring).
 
     ``apply(conv, value)`` evaluates a convolution: the module itself on whole images, or an
-    ``IncrementalConv2d`` at one position (then ``s`` and ``aux`` are (N, channels) vectors).
+    ``IncrementalConv2d`` at one position (then ``s``, ``aux`` and ``c`` are (N, channels) vectors).
+    ``c``: an optional conditioning term (N, 2 channels[, H, W]) added before the gate.
     """
 
     def __init__(self, channels: int, kernel_size: int, groups: int, dropout: float, aux_channels: int = 0):
@@ -78,11 +86,13 @@ class GatedResidual(nn.Module):
             self.conv_out.weight.mul_(0.1)
             self.conv_out.bias.zero_()
 
-    def forward(self, s: torch.Tensor, aux: torch.Tensor | None = None, apply=full_conv) -> torch.Tensor:
+    def forward(self, s: torch.Tensor, aux: torch.Tensor | None = None, apply=full_conv, c=None) -> torch.Tensor:
         h = apply(self.conv_in, F.elu(s))
         if self.aux is not None:
             h = h + apply(self.aux, F.elu(aux))
         out = apply(self.conv_out, self.dropout(F.elu(h)))
+        if c is not None:
+            out = out + c
         # each colour group of the output holds [A_g, B_g]: split within groups so gating never mixes them
         a, b = out.unflatten(1, (self.groups, 2, -1)).unbind(2)
         return s + (a * torch.sigmoid(b)).flatten(1, 2)
@@ -110,13 +120,15 @@ class SnailBlock(nn.Module):
         )
         self.mix = GatedResidual(channels, 1, groups, dropout, aux_channels=self.attention.out_channels)
 
-    def forward(self, s: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        for residual in self.residuals:
-            s = residual(s)
-        return self.mix(s, self.attention(s, torch.cat([s, u], 1)))
+    def forward(self, s: torch.Tensor, u: torch.Tensor, terms=None) -> torch.Tensor:
+        """``terms``: the conditioning terms of the residuals and of the mix (a list), or None."""
+        terms = terms or [None] * (len(self.residuals) + 1)
+        for residual, c in zip(self.residuals, terms):
+            s = residual(s, c=c)
+        return self.mix(s, self.attention(s, torch.cat([s, u], 1)), c=terms[-1])
 
 
-class PixelSNAIL(AutoregressiveModel):
+class PixelSNAIL(ImageConditioned, AutoregressiveModel):
     """PixelSNAIL over (C, H, W) images with ``levels`` values per subpixel.
 
     channels: width of the residual stream; for ``output="categorical"`` a multiple of C (colour groups).
@@ -127,6 +139,8 @@ class PixelSNAIL(AutoregressiveModel):
     dropout: inside every gated residual (training only).
     output: "categorical" (softmax over levels; Bernoulli for 2 levels) or "logistic" (levels > 2:
         discretized logistic mixture of ``num_mixtures`` components, as in [1]).
+    condition_shape, condition_levels, condition_channels, condition_blocks: an image condition y
+        (C', h, w) with L' levels; see ``genzoo.nn.conditioning``. None: unconditioned.
     """
 
     def __init__(
@@ -144,6 +158,10 @@ class PixelSNAIL(AutoregressiveModel):
         dropout: float = 0.0,
         output: str = "categorical",
         num_mixtures: int = 5,
+        condition_shape=None,
+        condition_levels: int | None = None,
+        condition_channels: int = 32,
+        condition_blocks: int = 2,
     ):
         super().__init__(image_shape, levels)
         c = self.image_shape[0]
@@ -184,6 +202,12 @@ class PixelSNAIL(AutoregressiveModel):
         raw = c * self.params_per_subpixel if output == "categorical" else dmol.raw_size(c, num_mixtures)
         self.output = MaskedConv2d(channels, raw, 1, "B", groups)
         self._init_output()
+        if self.init_condition(condition_shape, condition_levels, condition_channels, condition_blocks):
+            # one term per gated residual: every block's residuals, then its mix
+            self.condition_maps = nn.ModuleList(
+                nn.ModuleList(zero_projection(condition_channels, 2 * channels) for _ in range(num_resnet + 1))
+                for _ in range(num_blocks)
+            )
 
     def _init_output(self) -> None:
         """Zero weights: uniform categorical prediction; broad, distinct logistic components (as PixelCNN++)."""
@@ -195,15 +219,17 @@ class PixelSNAIL(AutoregressiveModel):
                 self.output.bias[k : k + c * k] = (0.3 * ((2 * torch.arange(k) + 1) / k - 1)).repeat(c)
                 self.output.bias[k + c * k : k + 2 * c * k] = -1.0
 
-    def network(self, u: torch.Tensor) -> torch.Tensor:
+    def network(self, u: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """Raw output (N, raw, H, W) from the scaled image ``u`` (N, C, H, W) in [-1, 1].
 
+        ``features``: an image condition's features (N, F, H, W) (``condition_features``), or None.
         Categorical: channel c*K + k is logit k of colour c. Separate from ``forward`` so that tests
         can differentiate with respect to the input.
         """
         s = self.input_conv(u)
-        for block in self.blocks:
-            s = block(s, u)
+        for k, block in enumerate(self.blocks):
+            terms = None if features is None else [project(features) for project in self.condition_maps[k]]
+            s = block(s, u, terms)
         return self.output(F.elu(s))
 
     def distribution_params(self, raw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -215,7 +241,8 @@ class PixelSNAIL(AutoregressiveModel):
         return logits.squeeze(-1) if self.params_per_subpixel == 1 else logits
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.distribution_params(self.network(symmetric_inputs(x, self.levels)), x)
+        v = symmetric_inputs(x, self.levels)
+        return self.distribution_params(self.network(v, self.condition_features(y)), x)
 
     def pixel_log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.output_type == "logistic":
@@ -238,7 +265,7 @@ class PixelSNAIL(AutoregressiveModel):
         if not torch.equal(self.ordering(), AutoregressiveModel.ordering(self)):
             raise ValueError("cached PixelSNAIL sampling needs the raster ordering with the colours innermost")
         channels, height, width = self.image_shape
-        stepper = PixelSNAILStepper(self, x)
+        stepper = PixelSNAILStepper(self, x, self.condition_features(y))
         # group g's features at a pixel read its colours < g: all are final once evaluated at colour >= last_group
         last_group = self.input_conv.color_groups - 1
         for i in range(height):
@@ -266,10 +293,12 @@ class PixelSNAILStepper:
     raster order after the colours it should condition on are in ``x``. ``finish(i, j)``: once every
     colour of (i, j) is in ``x`` and the last ``raw(i, j)`` saw all but its last colour, stores the pixel's
     input and its attention keys and values, so that later pixels can read it.
+    ``features``: an image condition's features (N, F, H, W), projected at each position, or None.
     """
 
-    def __init__(self, model: PixelSNAIL, x: torch.Tensor):
+    def __init__(self, model: PixelSNAIL, x: torch.Tensor, features: torch.Tensor | None = None):
         self.model, self.x = model, x
+        self.features = None if features is None else features.permute(0, 2, 3, 1).contiguous()
         n, _, h, w = x.shape
         self.convs = incremental_convs(model, n, h, w)
         self.attention = [AttentionCache(block.attention, n, h, w) for block in model.blocks]
@@ -284,11 +313,14 @@ class PixelSNAILStepper:
 
         s = apply(self.model.input_conv, self.input_at(i, j))
         self.contexts = []
-        for block, cache in zip(self.model.blocks, self.attention):
-            for residual in block.residuals:
-                s = residual(s, apply=apply)
+        for k, (block, cache) in enumerate(zip(self.model.blocks, self.attention)):
+            terms = [None] * (len(block.residuals) + 1)
+            if self.features is not None:
+                terms = [pointwise(project, self.features[:, i, j]) for project in self.model.condition_maps[k]]
+            for residual, c in zip(block.residuals, terms):
+                s = residual(s, apply=apply, c=c)
             self.contexts.append(s)
-            s = block.mix(s, cache.read(s, i, j), apply=apply)
+            s = block.mix(s, cache.read(s, i, j), apply=apply, c=terms[-1])
         return apply(self.model.output, F.elu(s))
 
     def finish(self, i: int, j: int) -> None:
