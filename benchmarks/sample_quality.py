@@ -42,7 +42,8 @@ def floor_metrics(name: str, n: int, data_dir=None, seed: int = 0, kid_subsets: 
 
 
 def main() -> int:
-    from genzoo.workflow import evaluate_run, pick_device
+    from genzoo.distributed import select_device
+    from genzoo.workflow import evaluate_run
     from train_nll import command_line, device_name, record_result
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,7 +82,7 @@ def main() -> int:
     record.update(
         {
             "seconds": time.time() - start,
-            "device": device_name(pick_device(args.device)),
+            "device": device_name(select_device(args.device)),
             "torch": torch.__version__,
             "command": command_line(),
         }

@@ -58,7 +58,7 @@ def build(args):
 
 
 def main() -> int:
-    from genzoo.workflow import pick_device
+    from genzoo.distributed import select_device
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", help="run directory or model .safetensors file")
@@ -77,7 +77,7 @@ def main() -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = select_device(args.device)
     model, options = build(args)
     model.to(device)
     if not getattr(model, "has_cached_sampling", False):

@@ -74,8 +74,9 @@ def validation_curve(run_dir: Path) -> list[dict]:
 
 def main() -> int:
     from genzoo.cli import parse_option
+    from genzoo.distributed import select_device
     from genzoo.train import TrainConfig
-    from genzoo.workflow import pick_device, train_and_evaluate
+    from genzoo.workflow import train_and_evaluate
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
@@ -159,7 +160,7 @@ def main() -> int:
         "epochs": results.get("epoch"),
         "train_seconds": results.get("elapsed"),
         "wall_seconds": time.time() - start,
-        "device": device_name(pick_device(args.device)),
+        "device": device_name(select_device(args.device)),
         "torch": torch.__version__,
         "command": command_line(),
         "valid_curve": validation_curve(run_dir),

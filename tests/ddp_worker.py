@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from genzoo.data.base import DynamicallyBinarizedSplit, ImageDataset, ImageSplit
-from genzoo.models.base import ExplicitDensityModel
-from genzoo.nn.distributions import discrete_log_prob, num_params
+from genzoo.models.base import AdversarialModel, ExplicitDensityModel
+from genzoo.nn.distributions import discrete_log_prob, discrete_sample, num_params
 
 
 class TinyDensity(ExplicitDensityModel):
@@ -39,18 +39,15 @@ class TinyDensity(ExplicitDensityModel):
         self.net = nn.Sequential(
             nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(dropout), nn.Linear(hidden, self.num_dims * self.k)
         )
-        self.config = {
-            "name": "tiny-density",
-            "image_shape": list(self.image_shape),
-            "levels": levels,
-            "hidden": hidden,
-            "dropout": dropout,
-        }
 
     def log_prob(self, x, y=None):
         self.check_images(x)
         logits = self.net(self.embedding).reshape(*self.image_shape, *(() if self.k == 1 else (self.k,)))
         return discrete_log_prob(logits.expand(x.shape[0], *logits.shape), x, self.levels).flatten(1).sum(1)
+
+    def sample(self, n, y=None, *, generator=None):
+        logits = self.net(self.embedding).reshape(*self.image_shape, *(() if self.k == 1 else (self.k,)))
+        return discrete_sample(logits.expand(n, *logits.shape), self.levels, generator)
 
 
 def tiny_dataset(n: int = 96, shape=(1, 4, 4), levels: int = 3, seed: int = 0, binarized: bool = False) -> ImageDataset:
@@ -81,11 +78,41 @@ def tiny_model(shape=(1, 4, 4), levels: int = 3, dropout: float = 0.0, seed: int
     return TinyDensity(shape, levels, dropout=dropout)
 
 
-# Tiny GANs: each variant exercises another part of two-player DDP (see genzoo.distributed.GlobalBatch).
+class TinyPlayers(AdversarialModel):
+    """Two players with deterministic updates (no random draws, no batch norm): under DDP their
+    per-optimizer gradient averaging must make 2 processes train what 1 process trains."""
+
+    def __init__(self, image_shape, levels: int, hidden: int = 4):
+        super().__init__(image_shape, levels)
+        self.a, self.b = nn.Linear(self.num_dims, hidden), nn.Linear(hidden, 1)
+
+    def parameter_groups(self):
+        return {"a": list(self.a.parameters()), "b": list(self.b.parameters())}
+
+    def train_step(self, batch, step, optimizers, loss_fn=None):
+        x = batch.x.float().flatten(1) / self.levels
+        b_loss = (self.b(torch.tanh(self.a(x)).detach()) - 1).square().mean()
+        optimizers["b"].zero_grad(set_to_none=True)
+        b_loss.backward()
+        optimizers["b"].step()
+        a_loss = self.b(torch.tanh(self.a(x))).square().mean()
+        optimizers["a"].zero_grad(set_to_none=True)
+        a_loss.backward()
+        optimizers["a"].step()
+        return {"loss": a_loss.detach(), "b_loss": b_loss.detach()}
+
+    def loss(self, x, y=None):
+        return self.b(torch.tanh(self.a(x.float().flatten(1) / self.levels))).square().mean()
+
+    def sample(self, n, y=None, *, generator=None):
+        return torch.zeros(n, *self.image_shape, dtype=torch.long)
+
+
+# Tiny two-player models: each variant exercises another part of two-player DDP.
 GANS = {
-    "dcgan": ("dcgan", {"label_smoothing": 0.1}),  # batch norm in G and D
+    "players": (TinyPlayers, {}),  # deterministic: 2 processes = 1 process
+    "dcgan": ("dcgan", {"label_smoothing": 0.1}),  # batch norm in G and D (each process's statistics on CPU)
     "wgan-gp": ("wgan-gp", {"n_critic": 2}),  # layer-norm critic, gradient penalty
-    "wgan-gp-bn": ("wgan-gp", {"n_critic": 2, "d_norm": "batch"}),  # the penalty through synced batch norm
     "cgan": ("cgan", {"num_classes": 3, "spectral_norm": True, "objective": "minimax"}),  # labels, power iteration
 }
 GAN_SHAPE, GAN_LEVELS = (1, 8, 8), 5
@@ -103,6 +130,8 @@ def tiny_gan(variant: str, seed: int = 0):
 
     name, options = GANS[variant]
     torch.manual_seed(seed)
+    if not isinstance(name, str):
+        return name(GAN_SHAPE, GAN_LEVELS, **options)
     return genzoo.create(name, GAN_SHAPE, GAN_LEVELS, channels=4, latent=4, lr=2e-3, **options)
 
 
@@ -125,12 +154,16 @@ def gan_config(steps: int):
 def gan_runs(root, variants, steps: int, resume_at: int | None = None) -> None:
     """Train the tiny GANs into ROOT/<variant>/... (see the module docstring).
 
-    Every rank builds its model with another seed: rank 0's weights must reach the others."""
+    Every rank builds its model with another seed: rank 0's weights must reach the others. Each rank
+    also writes its final parameters to ROOT/<variant>/full/rank<R>.safetensors (the replicas must agree)."""
+    from genzoo.checkpoint import save_tensors
     from genzoo.train import train
 
     root, rank, data = Path(root), int(os.environ.get("RANK", "0")), tiny_gan_dataset()
     for variant in variants:
-        assert train(tiny_gan(variant, seed=rank), data, root / variant / "full", gan_config(steps))["step"] == steps
+        model = tiny_gan(variant, seed=rank)
+        assert train(model, data, root / variant / "full", gan_config(steps))["step"] == steps
+        save_tensors(root / variant / "full" / f"rank{rank}.safetensors", dict(model.named_parameters()), {})
         if resume_at is not None:
             first = train(tiny_gan(variant, seed=rank), data, root / variant / "resumed", gan_config(resume_at))
             assert first["step"] == resume_at

@@ -1,6 +1,6 @@
 """Early stopping as papers report it: the weights with the best validation score are kept beside the last.
 
-The validation scores are scripted (``genzoo.train.validate`` replaced) so that the best step is known
+The validation scores are scripted (``genzoo.train.validation_metrics`` replaced) so that the best step is known
 and differs from the last one; each test can fail: a file written without an improvement, weights of
 another step, a resumed run that replaces a better file with a worse one, a stale file that is scored.
 """
@@ -14,12 +14,13 @@ import torch
 
 import genzoo
 import genzoo.train as train_module
+import genzoo.train_checkpoint as train_checkpoint
 from ddp_worker import tiny_dataset
 from genzoo.checkpoint import BEST_FILE, MODEL_FILE, CheckpointError, load_tensors, read_metadata
 from genzoo.cli import main
 from genzoo.data.base import ImageSplit
 from genzoo.models.independent import IndependentPixels
-from genzoo.train import TrainConfig, selects_by_validation, train
+from genzoo.train import TrainConfig, train
 
 
 def config(**overrides) -> TrainConfig:
@@ -44,12 +45,12 @@ def independent(**attrs) -> IndependentPixels:
 
 
 class Scripted:
-    """Stands in for ``genzoo.train.validate``: returns the next scripted NLL and remembers the weights
+    """Stands in for ``genzoo.train.validation_metrics``: returns the next scripted NLL and remembers the weights
     it was shown (the EMA weights when EMA is on). A score of None raises, like a crash mid-run."""
 
     def __init__(self, monkeypatch, scores):
         self.scores, self.seen = list(scores), []
-        monkeypatch.setattr(train_module, "validate", self)
+        monkeypatch.setattr(train_module, "validation_metrics", self)
 
     def __call__(self, model, split, batch_size, seed=0):
         score = self.scores.pop(0)
@@ -63,14 +64,14 @@ class Scripted:
 def best_writes(monkeypatch):
     """The steps at which model_best.safetensors is written."""
     steps = []
-    original = train_module.save_model
+    original = train_checkpoint.save_model
 
     def spy(path, model, ema_state=None, extra=None):
         if Path(path).name == BEST_FILE:
             steps.append(extra["step"])
         return original(path, model, ema_state, extra)
 
-    monkeypatch.setattr(train_module, "save_model", spy)
+    monkeypatch.setattr(train_checkpoint, "save_model", spy)
     return steps
 
 
@@ -154,10 +155,10 @@ def test_resume_never_replaces_a_better_file(tmp_path, monkeypatch, best_writes)
 
 
 def test_models_not_ranked_by_validation_keep_no_best_file(tmp_path):
-    assert not selects_by_validation(independent(), two_player=True)
-    assert not selects_by_validation(genzoo.create("rbm", image_shape=(1, 4, 4), levels=2, hidden=4))
-    assert selects_by_validation(independent()) and not selects_by_validation(independent(select_by_validation=False))
-    result = train(independent(select_by_validation=False), tiny_dataset(), tmp_path / "a", config(max_steps=20))
+    assert not genzoo.create("dcgan", image_shape=(1, 8, 8), levels=2).selects_by_validation
+    assert not genzoo.create("rbm", image_shape=(1, 4, 4), levels=2, hidden=4).selects_by_validation
+    assert independent().selects_by_validation and not independent(selects_by_validation=False).selects_by_validation
+    result = train(independent(selects_by_validation=False), tiny_dataset(), tmp_path / "a", config(max_steps=20))
     assert result["best_valid"] is not None and not (tmp_path / "a" / BEST_FILE).exists()
     train(independent(), tiny_dataset(), tmp_path / "b", config(max_steps=20, keep_best=False))
     assert not (tmp_path / "b" / BEST_FILE).exists()

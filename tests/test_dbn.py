@@ -21,7 +21,6 @@ from genzoo.checkpoint import load, save_model
 from genzoo.evaluate import evaluate_model
 from genzoo.models.energy.rbm import PartitionFunctionError
 from genzoo.train import TrainConfig, train
-from genzoo.workflow import prepare_for_evaluation
 from tiny_models import normal_weights_model, prototype_dataset
 
 
@@ -101,7 +100,7 @@ def test_bound_and_estimate_against_enumeration(shape, levels, hidden):
     x = all_images(shape, levels)
     with pytest.raises(PartitionFunctionError):  # no log Z of the top RBM yet
         model.elbo(x)
-    prepare_for_evaluation(model)
+    model.prepare_for_evaluation()
     assert model.has_partition and model.partition_details()["method"] == "exact"
     log_px, bound = brute_force(model, x)
     assert torch.logsumexp(log_px, 0).exp().item() == pytest.approx(1.0, abs=1e-9)  # the reference is right
@@ -175,12 +174,12 @@ def test_greedy_training_freezes_lower_layers_and_resumes_exactly(tmp_path):
     def run(name, steps, seed=0):
         torch.manual_seed(seed)  # a resumed run starts from other weights, which the checkpoint must replace
         model = genzoo.create("dbn", (1, 3, 3), 2, hidden=[6, 4], steps_per_layer=10, init_std=0.1)
-        result = train(model.init_from_data(data.train.images), data, tmp_path / name, config(steps))
+        result = train(model, data, tmp_path / name, config(steps))
         assert result["status"] == "finished"
         return model
 
     first = run("b", 10)
-    assert int(first.current_layer) == 0 and int(first.trained_steps) == 10
+    assert int(first.current_layer) == 0 and first.layer_at(9) == 0 and first.layer_at(10) == 1
     layer0 = {k: v.detach().clone() for k, v in first.layers[0].named_parameters()}
     untouched = first.layers[1].weight.detach().clone()
     middle = run("b", 17, seed=5)  # resumes at the layer boundary
@@ -192,7 +191,7 @@ def test_greedy_training_freezes_lower_layers_and_resumes_exactly(tmp_path):
     straight = run("a", 25)
     for key, value in layer0.items():
         assert torch.equal(dict(resumed.layers[0].named_parameters())[key], value), key  # frozen after its turn
-    assert int(straight.trained_steps) == 25 and straight.total_steps == 20
+    assert int(straight.current_layer) == 1 and straight.total_steps == 20
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0, equal_nan=True, msg=key)
 
@@ -200,7 +199,7 @@ def test_greedy_training_freezes_lower_layers_and_resumes_exactly(tmp_path):
 def test_evaluator_reports_a_bound_and_checkpoints_keep_the_model(tmp_path):
     data = tiny_dataset(64)
     model = tiny_dbn((1, 3, 3), 2, [5, 4], scale=0.5)
-    prepare_for_evaluation(model)
+    model.prepare_for_evaluation()
     result = evaluate_model(model, data.test, num_samples=50, batch_size=8)
     assert result["kind"] == "bound" and result["n"] == 16
     assert result["nll_estimate_nats"] < result["elbo_nats"]  # the estimate is the tighter bound

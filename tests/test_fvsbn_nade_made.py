@@ -68,14 +68,15 @@ def test_made_training_cycles_masks_and_resumes_exactly():
     with torch.no_grad():
         each = -model.log_prob_each_mask(x).mean(1)
     for step in range(4):
-        loss = model.loss(x)
+        loss = model.training_loss(x, None, step)
         assert loss.item() == pytest.approx(each[step % 3].item(), rel=1e-6)
-        loss.backward()  # the mask moved on after the forward: the graph must still be valid
-    assert int(model.mask_index) == 1
+        loss.backward()
+    assert int(model.mask_index) == 0  # the member of the last step (3 mod 3)
     resumed = genzoo.create(**{**model.config, "name": "made"})
     resumed.load_state_dict(model.state_dict())
-    assert int(resumed.mask_index) == 1 and resumed.ordering().tolist() == model.ordering().tolist()
-    assert torch.equal(resumed.train().loss(x), model.loss(x))
+    assert int(resumed.mask_index) == 0 and resumed.ordering().tolist() == model.ordering().tolist()
+    assert torch.equal(resumed.train().training_loss(x, None, 4), model.training_loss(x, None, 4))
+    assert torch.equal(model.loss(x), model.loss(x)) and int(model.mask_index) == 1  # loss: the mixture, pure
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.layers[0].parameters())
 
 
@@ -173,12 +174,12 @@ def test_made_masks_are_rebuilt_on_load_and_survive_weight_averaging():
     x = torch.randint(0, 2, (4, 1, 2, 3), generator=torch.Generator().manual_seed(0))
     for step in range(1, 5):  # the members cycle while the average is taken
         optimizer.zero_grad()
-        model.loss(x).backward()
+        model.training_loss(x, None, step + 1).backward()
         optimizer.step()
         ema.update(step)
     with ema.applied_to(model):
         model.eval()
-        assert int(model.mask_index) == 0  # 2 + 4 steps, mod 3
+        assert int(model.mask_index) == 2  # the last step's member: 5 mod 3
         assert_causal(model, (1, 2, 3), 2)
         with torch.no_grad():
             total = torch.logsumexp(model.log_prob(all_images((1, 2, 3), 2)).double(), 0).exp().item()

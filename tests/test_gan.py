@@ -176,11 +176,11 @@ class SignalGAN(DCGAN):
 
     at, calls = None, 0
 
-    def train_step(self, x, y, optimizers, step):
+    def train_step(self, batch, step, optimizers, loss_fn=None):
         self.calls += 1
         if self.calls == self.at:
             os.kill(os.getpid(), signal.SIGINT)
-        return super().train_step(x, y, optimizers, step)
+        return super().train_step(batch, step, optimizers, loss_fn)
 
 
 @pytest.mark.parametrize("name,options", [("dcgan", {"label_smoothing": 0.1}), ("wgan-gp", {"n_critic": 2})])

@@ -148,13 +148,12 @@ def tiny_dataset(images, levels=2):
 
 
 def test_row_hmm_em_through_the_workflow_and_save_load(tmp_path):
-    from genzoo.workflow import fit_model
-
     truth = random_row_hmm((1, 4, 3), 2, 3, seed=2)
     images = truth.sample(500, generator=torch.Generator().manual_seed(0))
     model = genzoo.create("hmm", image_shape=(1, 4, 3), levels=2, states=3, prior=0.1)
-    result = fit_model(model, tiny_dataset(images), "em", seed=0)
-    assert result["status"] == "finished" and result["train_log_likelihood"] > -12 * math.log(2)
+    x, _ = tiny_dataset(images).train.full_batch()
+    result = model.fit_data(x, None, "em", torch.Generator().manual_seed(0))
+    assert result["method"] == "em" and result["train_log_likelihood"] > -12 * math.log(2)
     save_model(tmp_path / "model.safetensors", model)
     loaded = load(tmp_path)
     assert loaded.config == model.config and loaded.config["states"] == 3

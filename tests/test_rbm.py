@@ -16,9 +16,8 @@ from scipy.stats import chisquare
 
 import genzoo
 from genzoo.checkpoint import load, load_tensors, save_model
-from genzoo.evaluate import partition_note
+from genzoo.models.energy.partition import PAPER_NUM_BETAS, ais_betas
 from genzoo.models.energy.rbm import PartitionFunctionError
-from genzoo.nn.partition import PAPER_NUM_BETAS, ais_betas
 from genzoo.train import CHECKPOINT_FILE, TrainConfig, train
 from tiny_models import all_images, normal_weights_model, prototype_dataset
 
@@ -132,7 +131,7 @@ def test_log_prob_needs_a_current_partition_function():
     x = all_images((1, 2, 2), 2)
     with pytest.raises(PartitionFunctionError, match="no log partition function"):
         model.log_prob(x)
-    assert partition_note(model) is None and "no partition" in model.partition_info
+    assert model.partition_details() is None and "no partition" in model.partition_info
     model.compute_partition()
     assert model.has_partition
     model.log_prob(x)
@@ -141,7 +140,7 @@ def test_log_prob_needs_a_current_partition_function():
     assert not model.has_partition
     with pytest.raises(PartitionFunctionError, match="other weights"):
         model.log_prob(x)
-    assert "stale" in model.partition_info and partition_note(model)["current"] is False
+    assert "stale" in model.partition_info and model.partition_details()["current"] is False
 
 
 def test_save_and_load_keep_log_z(tmp_path):
@@ -149,7 +148,7 @@ def test_save_and_load_keep_log_z(tmp_path):
     model.set_partition(*model.log_partition_ais(num_chains=50, num_betas=200), method="ais")
     save_model(tmp_path / "rbm.safetensors", model)
     loaded = load(tmp_path / "rbm.safetensors")
-    assert partition_note(loaded) == partition_note(model) and partition_note(loaded)["method"] == "ais"
+    assert loaded.partition_details() == model.partition_details() and loaded.partition_details()["method"] == "ais"
     assert loaded.partition_info.startswith("AIS estimate") and "+-" in loaded.partition_info
     x = torch.randint(0, 2, (7, 1, 4, 5))
     with torch.no_grad():
@@ -187,7 +186,7 @@ def test_cd_and_pcd_training_reduce_the_exact_nll(tmp_path, persistent):
     data = tiny_dataset()
     torch.manual_seed(0)
     model = genzoo.create("rbm", (1, 3, 3), 2, hidden=8, persistent=persistent, num_chains=32, init_std=0.1)
-    model.init_from_data(data.train.images)
+    model.init_biases(data.train.images)
     before = exact_nll(model, data)
     train(model, data, tmp_path / "run", rbm_config(120))
     with pytest.raises(PartitionFunctionError):  # the log Z of the initial weights is stale now
@@ -201,7 +200,7 @@ def test_pcd_chains_are_checkpointed_and_resume_exactly(tmp_path):
     def run(name, steps, seed=0):
         torch.manual_seed(seed)  # a resumed run starts from other weights, which the checkpoint must replace
         model = genzoo.create("rbm", (1, 3, 3), 2, hidden=8, persistent=True, num_chains=32, init_std=0.1)
-        train(model.init_from_data(data.train.images), data, tmp_path / name, rbm_config(steps))
+        train(model.init_biases(data.train.images), data, tmp_path / name, rbm_config(steps))
         return model
 
     straight = run("a", 20)

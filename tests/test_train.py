@@ -212,6 +212,9 @@ class LossOnly(GenerativeModel):
     def loss(self, x, y=None):
         return -self.inner.log_prob(x).mean()
 
+    def sample(self, n, y=None, *, generator=None):
+        return self.inner.sample(n, generator=generator)
+
 
 def test_loss_only_models_and_restart(tmp_path):
     result = train(LossOnly((1, 4, 4), 3), tiny_dataset(), tmp_path, config(max_steps=12, eval_every=6))

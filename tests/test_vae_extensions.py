@@ -340,12 +340,13 @@ def test_autoencoder_loss_evaluation_and_code_statistics(tmp_path):
     images = split.images.long()
     model.eval()
     assert model.loss(images).item() == pytest.approx(-model.reconstruction_log_prob(images).mean().item())
-    assert int(model.code_batches) == 0  # only training steps track the codes
+    model.train().loss(images)
+    assert int(model.code_batches) == 0  # only training steps track the codes: loss is pure
     model.train()
     batch_means = []
     for batch in images[:96].split(32):  # 3 batches < 1 / momentum: an exact running average
         batch_means.append(model.code(batch).mean(0))
-        model.loss(batch)
+        model.training_loss(batch, None, len(batch_means) - 1)
     torch.testing.assert_close(model.code_mean, torch.stack(batch_means).mean(0))
     model.eval()
     model.fit_codes(images)

@@ -67,53 +67,40 @@ def cmd_list(args) -> int:
     return 0
 
 
-def train_config(args):
-    from genzoo.train import TrainConfig
+def train_config(args, recipe: dict | None = None):
+    from genzoo.train_config import given_options, make_config
 
-    if getattr(args, "fit", None):  # no gradient steps: the budget is irrelevant
-        args.steps = args.steps or 1
-    if args.steps is None and args.epochs is None and args.time is None:
+    given = given_options(args)
+    budget = {k: v for k, v in {**(recipe or {}), **given}.items() if k in ("max_steps", "max_epochs", "max_time")}
+    if args.fit:  # no gradient steps: the budget is irrelevant
+        given.setdefault("max_steps", 1)
+    elif not budget:
         raise UsageError("give a training budget: --steps, --epochs and/or --time (seconds)")
-    return TrainConfig(
-        batch_size=args.batch_size,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        warmup_steps=args.warmup,
-        grad_clip=args.grad_clip,
-        ema_decay=args.ema,
-        max_steps=args.steps,
-        max_epochs=args.epochs,
-        max_time=args.time,
-        eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every,
-        seed=args.seed,
-        device=args.device,
-        compile=args.compile,
-        amp=args.amp,
-        progress=not args.quiet,
-        eval_max_images=args.eval_max_images,
-        keep_best=not getattr(args, "no_keep_best", False),
-        **({"lr_decay": args.lr_decay} if args.lr_decay else {}),
-    )
+    return make_config(given, recipe)
 
 
 def cmd_train(args) -> int:
+    from genzoo.recipes import recipe
     from genzoo.registry import model_class
     from genzoo.workflow import train_and_evaluate
 
-    options = dict(parse_option(o) for o in args.option)
-    if args.fit is None and hasattr(model_class(args.model), "fit"):
-        args.fit = "closed-form"  # e.g. naive Bayes: maximum likelihood by counting
-    run_dir = Path(args.run_dir or f"runs/{args.model}-{args.data}")
+    cls = model_class(args.model)
+    chosen = recipe(args.model, args.preset) if args.preset else None
+    options = {**(chosen.options if chosen else {}), **dict(parse_option(o) for o in args.option)}
+    data = args.data or (chosen.data if chosen else "digits")
+    args.fit = args.fit or cls.default_fit
+    if args.fit is not None and args.fit not in cls.fit_methods:
+        ways = ", ".join(cls.fit_methods) or "gradient steps only"
+        raise UsageError(f"{args.model} cannot be fitted by {args.fit!r} (it fits by: {ways})")
+    if args.em_iterations is not None and args.fit != "em":
+        raise UsageError("--em-iterations applies with --fit em only")
+    config = train_config(args, chosen.train if chosen else None)
+    run_dir = Path(args.run_dir or f"runs/{args.model}-{data}")
     results = train_and_evaluate(
         args.model,
-        args.data,
+        data,
         run_dir,
-        train_config(args),
+        config,
         data_dir=args.data_dir,
         model_options=options,
         conditional=args.conditional,
@@ -189,10 +176,11 @@ def cmd_eval(args) -> int:
 
 def cmd_sample(args) -> int:
     from genzoo.checkpoint import load
+    from genzoo.distributed import select_device
     from genzoo.images import save_grid
-    from genzoo.workflow import pick_device, sample_images
+    from genzoo.workflow import sample_images
 
-    model = load(args.run, weights=args.weights).to(pick_device(args.device))
+    model = load(args.run, weights=args.weights).to(select_device(args.device))
     if args.label is not None and not model.conditional:
         raise UsageError(f"--class given but the model in {args.run} is not class-conditional")
     if args.label is not None and not 0 <= args.label < model.num_classes:
@@ -206,21 +194,21 @@ def cmd_sample(args) -> int:
 def cmd_complete(args) -> int:
     import torch
 
+    from genzoo.distributed import select_device
     from genzoo.images import save_grid
-    from genzoo.models.base import AutoregressiveModel
-    from genzoo.workflow import complete_images, keep_mask, model_run_data, pick_device
+    from genzoo.workflow import complete_images, keep_mask, model_run_data
 
     model, dataset = model_run_data(args.run, args.data_dir, args.weights)
     if args.data is not None and args.data != dataset.name:
         raise UsageError(f"the model in {args.run} was trained on {dataset.name}, not {args.data}")
-    if not isinstance(model, AutoregressiveModel):
+    if not model.can_complete:
         raise UsageError(f"{model.config.get('name')} cannot complete images (not autoregressive)")
     split = dataset.split(args.split)
     bad = [i for i in args.index if not 0 <= i < len(split)]
     if bad:
         raise UsageError(f"--index {bad[0]} is out of range: the {args.split} split has {len(split)} images")
     known = keep_mask(model.image_shape, args.keep, args.mask)
-    model.to(pick_device(args.device))
+    model.to(select_device(args.device))
     images, labels = split.batch(torch.tensor(args.index))
     completions = complete_images(model, images, known, args.samples, args.seed, labels if model.conditional else None)
     masked = torch.where(known, images, torch.full_like(images, (model.levels - 1) // 2))
@@ -283,14 +271,15 @@ LATENT_OUTPUTS = {
 
 
 def cmd_latent(args) -> int:
+    from genzoo.distributed import select_device
     from genzoo.images import save_grid
     from genzoo.tasks import latent
-    from genzoo.workflow import model_run_data, pick_device
+    from genzoo.workflow import model_run_data
 
     model, dataset = model_run_data(args.run, args.data_dir, args.weights)
-    if not latent.has_latent_space(model):
+    if not model.has_codes:
         raise UsageError(f"{model.config.get('name')} has no latent codes (use a VAE, IWAE or autoencoder run)")
-    model.to(pick_device(args.device)).eval()
+    model.to(select_device(args.device)).eval()
     split = dataset.split(args.split)
     output = args.output or LATENT_OUTPUTS.get(args.action)
     bad = [i for i in args.index if not 0 <= i < len(split)]
@@ -346,6 +335,8 @@ def add_weights_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from genzoo.train_config import add_train_arguments
+
     parser = argparse.ArgumentParser(prog="genzoo", description="Deep generative models with honest likelihoods.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -358,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train MODEL on --data; resumes automatically from RUN_DIR's checkpoint.",
     )
     p.add_argument("model", help="a model name from `genzoo list`")
-    p.add_argument("--data", default="digits", help="dataset name (default: digits, bundled)")
+    p.add_argument("--data", help="dataset name (default: the recipe's, else digits, bundled)")
     p.add_argument("--data-dir", help="data root (default: $GENZOO_DATA or the user cache)")
     p.add_argument("--run-dir", help="output directory (default: runs/MODEL-DATA)")
     p.add_argument(
@@ -369,41 +360,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="model option, e.g. -o channels=64 -o num_blocks=7 (repeatable)",
     )
+    p.add_argument(
+        "--preset",
+        metavar="RECIPE",
+        help="a paper's recipe (model options, data and training "
+        "config; see `genzoo list --recipes`); flags given beside it override its values",
+    )
     p.add_argument("--conditional", action="store_true", help="class-conditional model (uses the labels)")
     p.add_argument(
         "--fit",
         choices=["em", "closed-form"],
-        help="fit without gradient steps: EM (mixtures, HMM) or closed form (naive Bayes, the default for it)",
+        help="fit without gradient steps: EM (mixtures, HMM: their default) or closed form (naive Bayes)",
     )
     p.add_argument("--em-iterations", type=positive(int), help="with --fit em: EM iterations at most")
-    p.add_argument("--steps", type=positive(int), help="stop after this many optimizer steps")
-    p.add_argument("--epochs", type=positive(float), help="stop after this many epochs")
-    p.add_argument("--time", type=positive(float), help="stop after this many seconds of training")
-    p.add_argument("--batch-size", type=positive(int), default=64, help="global batch size (default 64)")
-    p.add_argument("--lr", type=positive(float), default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam")
-    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument(
-        "--schedule", choices=["constant", "cosine", "exponential"], default="constant", help="learning-rate schedule"
-    )
-    p.add_argument("--lr-decay", type=positive(float), default=None, help="per-step factor of the exponential schedule")
-    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
-    p.add_argument("--grad-clip", type=positive(float), default=1.0, help="clip the gradient norm (default 1.0)")
-    p.add_argument("--ema", type=float, default=None, help="EMA decay of the weights, e.g. 0.999 (default off)")
-    p.add_argument("--eval-every", type=positive(int), default=1000, help="validate every N steps")
-    p.add_argument("--eval-max-images", type=positive(int), help="validate on the first N validation images only")
-    p.add_argument(
-        "--no-keep-best",
-        action="store_true",
-        help="do not keep the best-validation weights (RUN_DIR/model_best.safetensors); score the last",
-    )
-    p.add_argument("--checkpoint-every", type=positive(int), default=500, help="checkpoint every N steps")
-    p.add_argument("--log-every", type=positive(int), default=50, help="log every N steps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--amp", choices=["auto", "off"], default="auto", help="bf16 autocast on CUDA (auto) or never")
+    add_train_arguments(p)
     p.add_argument("--samples", type=int, default=64, help="samples to draw into RUN_DIR/samples.png (0: none)")
     p.add_argument(
         "--eval-k",
@@ -412,7 +382,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="importance samples for the final test estimate of latent-variable models",
     )
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in RUN_DIR and start over")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="NLL of a trained run over a full split (nats and bits/dim)")

@@ -2,8 +2,9 @@
 
 Everything here is a pure function of a ``TrainConfig`` (and the step), so that resuming a run needs
 only the step count: the learning rate of update ``s`` is ``learning_rate(config, s, horizon)``.
-Two-player models (GANs) get one optimizer per player: ``player_groups`` splits their parameters and
-``player_config`` applies the model's ``optimizer_options(name)`` to the run's config.
+Every model has one optimizer per entry of its ``parameter_groups()`` (GANs: one per player; others
+one, "model"): ``optimizer_groups`` checks them and ``optimizer_config`` applies the model's
+``optimizer_options(name)`` to the run's config.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from genzoo.train import TrainConfig
+    from genzoo.train_config import TrainConfig
 
-SCHEDULES = ("constant", "cosine", "exponential")
 OPTIMIZER_OPTIONS = ("optimizer", "lr", "betas", "momentum", "weight_decay")  # what a player may override
 
 
@@ -39,24 +39,24 @@ def set_hyperparameters(optimizer: torch.optim.Optimizer, cfg: "TrainConfig") ->
         )
 
 
-def player_groups(model) -> dict[str, list[nn.Parameter]] | None:
-    """The trainable parameters of each player of a model with ``train_step``; None for ``loss`` models."""
-    if not (callable(getattr(model, "parameter_groups", None)) and callable(getattr(model, "train_step", None))):
-        return None
+def optimizer_groups(model) -> dict[str, list[nn.Parameter]]:
+    """The trainable parameters of each of the model's optimizers (``model.parameter_groups()``), checked
+    to be disjoint, non-empty and to cover every trainable parameter."""
     groups = {str(name): [p for p in params if p.requires_grad] for name, params in model.parameter_groups().items()}
     ids = [id(p) for params in groups.values() for p in params]
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     if not groups or not all(groups.values()) or len(ids) != len(set(ids)) or set(ids) != trainable:
+        sizes = {k: len(v) for k, v in groups.items()}
         raise ValueError(
-            "parameter_groups() must split the model's trainable parameters into disjoint, "
-            f"non-empty groups; got { ({k: len(v) for k, v in groups.items()}) }"
+            "parameter_groups() must split the model's trainable parameters into disjoint, non-empty groups; "
+            f"got {sizes}"
         )
     return groups
 
 
-def player_config(model, name: str, cfg: "TrainConfig") -> "TrainConfig":
-    """The config of player ``name``'s optimizer: ``cfg`` with the model's ``optimizer_options(name)``."""
-    options = dict(model.optimizer_options(name)) if callable(getattr(model, "optimizer_options", None)) else {}
+def optimizer_config(model, name: str, cfg: "TrainConfig") -> "TrainConfig":
+    """The config of optimizer ``name``: ``cfg`` with the model's ``optimizer_options(name)``."""
+    options = dict(model.optimizer_options(name))
     unknown = sorted(set(options) - set(OPTIMIZER_OPTIONS))
     if unknown:
         raise ValueError(f"optimizer_options({name!r}) may set {', '.join(OPTIMIZER_OPTIONS)}; got {unknown}")

@@ -1,4 +1,8 @@
-"""Model registry: name -> class, one line per model.
+"""Model registry: name -> class (and preset options), one line per model.
+
+A new model is one file under ``genzoo/models`` plus one line here. An entry may also fix options of
+its class: ``wgan-gp`` is the DCGAN class with ``objective="wgan-gp"``, ``iwae`` the VAE trained on the
+importance-weighted bound. The papers' training recipes are in ``genzoo.recipes``.
 
 Classes are imported lazily so that ``genzoo list`` and ``genzoo --help`` stay fast and a model's
 module is only imported when that model is used.
@@ -8,100 +12,63 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from dataclasses import dataclass, field
 from typing import Any
 
-# name: (module under genzoo.models, class name, one-line description)
-MODELS: dict[str, tuple[str, str, str]] = {
-    "independent": ("independent", "IndependentPixels", "independent subpixels: the no-dependency baseline"),
-    "fvsbn": (
-        "autoregressive.fvsbn",
-        "FVSBN",
-        "fully-visible sigmoid belief net (logistic regressions in raster order)",
+
+@dataclass(frozen=True)
+class Entry:
+    module: str  # under genzoo.models
+    cls: str  # class name in that module
+    description: str  # one line for ``genzoo list``
+    options: dict[str, Any] = field(default_factory=dict)  # options this entry fixes (a preset of the class)
+    conditional: bool = False  # always built with the dataset's class count
+
+
+MODELS: dict[str, Entry] = {
+    "independent": Entry("independent", "IndependentPixels", "independent subpixels: the no-dependency baseline"),
+    "fvsbn": Entry("autoregressive.fvsbn", "FVSBN", "fully-visible sigmoid belief net (logistic regressions in order)"),
+    "nade": Entry("autoregressive.nade", "NADE", "neural autoregressive density estimator (shared hidden layer)"),
+    "made": Entry("autoregressive.made", "MADE", "masked autoencoder; random orderings, mask ensembles as mixtures"),
+    "pixelcnn": Entry("autoregressive.pixelcnn", "PixelCNN", "masked convolutions A/B with RGB masks, residual blocks"),
+    "pixelcnn++": Entry(
+        "autoregressive.pixelcnn_pp", "PixelCNNPlusPlus", "shifted convs over 3 resolutions, logistic mixtures"
     ),
-    "nade": ("autoregressive.nade", "NADE", "neural autoregressive density estimator (shared hidden layer)"),
-    "made": ("autoregressive.made", "MADE", "masked autoencoder; random orderings, mask ensembles as true mixtures"),
-    "pixelcnn": (
-        "autoregressive.pixelcnn",
-        "PixelCNN",
-        "masked convolutions A/B with RGB channel masking, residual blocks",
+    "row-lstm": Entry("autoregressive.pixelrnn", "RowLSTM", "PixelRNN, Row LSTM layers: row-parallel, RGB masks"),
+    "diagonal-bilstm": Entry(
+        "autoregressive.pixelrnn", "DiagonalBiLSTM", "PixelRNN, Diagonal BiLSTM layers: full context, RGB masks"
     ),
-    "pixelcnn++": (
-        "autoregressive.pixelcnn_pp",
-        "PixelCNNPlusPlus",
-        "shifted-conv streams over 3 resolutions, discretized logistic mixtures",
+    "gated-pixelcnn": Entry(
+        "autoregressive.gated_pixelcnn", "GatedPixelCNN", "vertical+horizontal gated stacks, no blind spot, classes"
     ),
-    "row-lstm": (
-        "autoregressive.pixelrnn",
-        "RowLSTM",
-        "PixelRNN with Row LSTM layers: row-parallel, triangular context, RGB masks",
+    "pixelsnail": Entry(
+        "autoregressive.pixelsnail", "PixelSNAIL", "gated masked-conv residuals + causal self-attention, RGB masks"
     ),
-    "diagonal-bilstm": (
-        "autoregressive.pixelrnn",
-        "DiagonalBiLSTM",
-        "PixelRNN with Diagonal BiLSTM layers: skewed diagonals, full context, RGB masks",
-    ),
-    "gated-pixelcnn": (
-        "autoregressive.gated_pixelcnn",
-        "GatedPixelCNN",
-        "vertical+horizontal gated stacks, no blind spot, RGB masks, optional classes",
-    ),
-    "pixelsnail": (
-        "autoregressive.pixelsnail",
-        "PixelSNAIL",
-        "gated masked-conv residuals + causal self-attention over all earlier pixels, RGB masks",
-    ),
-    "rbm": (
-        "energy.rbm",
-        "RBM",
-        "restricted Boltzmann machine: CD-k/PCD training, exact or AIS log Z; Bernoulli or softmax visibles",
-    ),
-    "dbn": (
-        "energy.dbn",
-        "DBN",
-        "deep belief net: greedily trained stacked RBMs, top RBM + sigmoid layers; variational bound and IS estimate",
-    ),
-    "vae": (
+    "rbm": Entry("energy.rbm", "RBM", "restricted Boltzmann machine: CD-k/PCD, exact or AIS log Z"),
+    "dbn": Entry("energy.dbn", "DBN", "deep belief net: greedily stacked RBMs; variational bound and IS estimate"),
+    "vae": Entry("latent.vae", "VAE", "variational autoencoder: ELBO, k-sample IS estimate; flows, classes, PixelCNN"),
+    "iwae": Entry(
         "latent.vae",
         "VAE",
-        "variational autoencoder: Gaussian latents, ELBO, k-sample IS estimate; "
-        "options: IAF/planar flow posterior, classes, PixelCNN decoder",
+        "importance-weighted autoencoder: the VAE trained on the k-sample bound (k=5)",
+        {"objective": "iwae", "num_samples": 5},
     ),
-    "iwae": ("latent.vae", "IWAE", "importance-weighted autoencoder: the VAE trained on the k-sample bound (k=5)"),
-    "autoencoder": (
-        "latent.autoencoder",
-        "AutoEncoder",
-        "deterministic auto-encoder: reconstruction NLL, no likelihood; samples from Gaussian-fitted codes",
-    ),
-    "dcgan": (
+    "autoencoder": Entry("latent.autoencoder", "AutoEncoder", "deterministic auto-encoder: features, no likelihood"),
+    "dcgan": Entry("adversarial.gan", "DCGAN", "DCGAN; minimax or non-saturating GAN loss; samples only"),
+    "wgan-gp": Entry(
         "adversarial.gan",
         "DCGAN",
-        "DCGAN (transposed-conv G, strided-conv D); minimax or non-saturating GAN loss; samples only",
+        "DCGAN networks as a WGAN with gradient penalty (n_critic=5)",
+        {"objective": "wgan-gp"},
     ),
-    "wgan-gp": (
-        "adversarial.gan",
-        "WGANGP",
-        "DCGAN networks as a Wasserstein GAN with gradient penalty (n_critic=5); samples only",
+    "cgan": Entry(
+        "adversarial.gan", "DCGAN", "class-conditional DCGAN: label embedding in G, projection D", conditional=True
     ),
-    "cgan": (
-        "adversarial.gan",
-        "ConditionalGAN",
-        "class-conditional DCGAN: label embedding in G, projection D; samples only",
+    "bernoulli-mixture": Entry(
+        "classic.mixture", "DiscreteMixture", "mixture of K products of categoricals (Bernoulli if binary)"
     ),
-    "bernoulli-mixture": (
-        "classic.mixture",
-        "DiscreteMixture",
-        "mixture of K products of categoricals (Bernoulli if binary); exact likelihood, EM or gradient",
-    ),
-    "naive-bayes": (
-        "classic.naive_bayes",
-        "NaiveBayes",
-        "class-conditional independent subpixels fitted by smoothed counts; log p(x|y), p(y|x)",
-    ),
-    "hmm": (
-        "classic.hmm",
-        "RowHMM",
-        "hidden Markov model over image rows (Bernoulli/categorical rows); exact forward likelihood, EM or gradient",
-    ),
+    "naive-bayes": Entry("classic.naive_bayes", "NaiveBayes", "class-conditional independent subpixels; p(y|x)"),
+    "hmm": Entry("classic.hmm", "RowHMM", "hidden Markov model over image rows; exact forward likelihood"),
 }
 
 
@@ -109,40 +76,57 @@ class UnknownModelError(ValueError):
     pass
 
 
-def model_class(name: str) -> type:
+def entry(name: str) -> Entry:
     if name not in MODELS:
         raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
-    module, cls, _ = MODELS[name]
-    return getattr(importlib.import_module(f"genzoo.models.{module}"), cls)
+    return MODELS[name]
+
+
+def model_class(name: str) -> type:
+    e = entry(name)
+    return getattr(importlib.import_module(f"genzoo.models.{e.module}"), e.cls)
+
+
+def name_of_class(cls: type) -> str | None:
+    """The name of the plain entry (no fixed options) of a model class; None for an unregistered class."""
+    module = cls.__module__.removeprefix("genzoo.models.")
+    for name, e in MODELS.items():
+        if e.module == module and e.cls == cls.__qualname__ and not e.options and not e.conditional:
+            return name
+    return None
+
+
+def options_of(name: str) -> list[inspect.Parameter]:
+    """The constructor options of model ``name`` (beyond image_shape and levels), with their defaults."""
+    signature = inspect.signature(model_class(name).__init__)
+    return [p for n, p in signature.parameters.items() if n not in ("self", "image_shape", "levels")]
 
 
 def create(name: str, image_shape, levels: int, **options: Any):
     """Build model ``name`` for images of ``image_shape`` (C, H, W) with ``levels`` values per subpixel.
 
-    Every constructor argument, defaults included, is recorded in ``model.config`` so that
+    Options not given take the entry's preset values, then the constructor's defaults. The model records
+    every constructor argument in ``model.config`` (``config["name"]`` = ``name``), so that
     ``create(**model.config)`` rebuilds the same architecture (this is what checkpoints store).
     """
-    cls = model_class(name)
+    e, cls = entry(name), model_class(name)
     image_shape = tuple(int(s) for s in image_shape)
     if len(image_shape) != 3 or min(image_shape) < 1:
         raise ValueError(f"image_shape must be (C, H, W) with positive sizes, got {image_shape}")
     if int(levels) < 2:
         raise ValueError(f"levels must be >= 2, got {levels}")
+    options = {**e.options, **options}
     signature = inspect.signature(cls.__init__)
     try:
-        bound = signature.bind(None, image_shape=image_shape, levels=int(levels), **options)
+        signature.bind(None, image_shape=image_shape, levels=int(levels), **options)
     except TypeError as err:
-        allowed = [p for p in signature.parameters if p not in ("self", "image_shape", "levels")]
-        raise ValueError(f"bad options for model {name!r}: {err}; its options are: {', '.join(allowed)}") from None
-    bound.apply_defaults()
-    arguments = dict(bound.arguments)
-    arguments.pop("self")
-    model = cls(**arguments)
-    arguments["image_shape"] = list(image_shape)
-    model.config = {"name": name, **arguments}
+        allowed = ", ".join(p.name for p in options_of(name))
+        raise ValueError(f"bad options for model {name!r}: {err}; its options are: {allowed}") from None
+    model = cls(image_shape=image_shape, levels=int(levels), **options)
+    model.config["name"] = name
     return model
 
 
 def describe() -> list[tuple[str, str]]:
     """(name, description) of every registered model, sorted by name."""
-    return [(name, MODELS[name][2]) for name in sorted(MODELS)]
+    return [(name, MODELS[name].description) for name in sorted(MODELS)]

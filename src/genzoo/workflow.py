@@ -16,22 +16,20 @@ import torch
 
 from genzoo.checkpoint import BEST_FILE, MODEL_FILE, CheckpointError, load, read_metadata, save_model
 from genzoo.data import load_dataset
+from genzoo.distributed import seed_everything, select_device
 from genzoo.evaluate import evaluate_model
 from genzoo.images import save_grid
-from genzoo.registry import create, model_class
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+from genzoo.registry import create, entry, model_class
 
 
 def build_model(model_name: str, dataset, options: dict[str, Any], conditional: bool = False):
-    """The registered model sized for ``dataset``; ``conditional`` passes the dataset's class count."""
-    model_class(model_name)  # unknown names fail here, before anything else
+    """The registered model sized for ``dataset``; ``conditional`` (or a model that always uses labels)
+    passes the dataset's class count."""
+    cls, preset = model_class(model_name), entry(model_name)
     options = dict(options)
-    if conditional or getattr(model_class(model_name), "always_conditional", False):
+    if conditional and cls.label_use == "never":
+        raise ValueError(f"{model_name} has no class-conditional form (--conditional applies to models with labels)")
+    if conditional or preset.conditional or cls.label_use == "always":
         if not dataset.num_classes:
             raise ValueError(f"dataset {dataset.name} has no labels: it cannot train a class-conditional model")
         options["num_classes"] = dataset.num_classes
@@ -47,8 +45,8 @@ def check_run_dir(run_dir: Path, model) -> None:
             meta = read_metadata(file)
         except CheckpointError as err:
             raise ValueError(f"cannot resume: {err}") from None
-        saved = meta.get("model") or meta.get("model_config")
-        if saved is not None and saved != model.config:
+        saved = meta.get("model") if isinstance(meta, dict) else None
+        if isinstance(saved, dict) and saved != model.config:
             raise ValueError(
                 f"{run_dir} holds a different run ({saved.get('name')} for images "
                 f"{saved.get('image_shape')} with {saved.get('levels')} levels); "
@@ -94,17 +92,6 @@ def sample_images(
     return torch.cat(chunks)
 
 
-def training_images(dataset, seed: int = 0) -> torch.Tensor:
-    """The whole train split as integer images (one fixed draw for dynamically binarized data)."""
-    return dataset.train.batch(torch.arange(len(dataset.train)), torch.Generator().manual_seed(seed))
-
-
-def prepare_for_evaluation(model, **partition_options) -> None:
-    """Energy models need log Z before log_prob: enumerated when small, else AIS (see the model)."""
-    if hasattr(model, "compute_partition") and not model.has_partition:
-        model.compute_partition(**partition_options)
-
-
 def evaluate_run(
     run_dir,
     data_dir=None,
@@ -124,8 +111,8 @@ def evaluate_run(
     nll_nats 95.3124)". With ``sample_count`` (default: 0, or the split's size for models without a
     likelihood), also the sample-quality metrics of that many samples under "sample_metrics"."""
     model, dataset = model_run_data(run_dir, data_dir, weights)
-    model.to(pick_device(device))
-    prepare_for_evaluation(model)
+    model.to(select_device(device))
+    model.prepare_for_evaluation()
     result = evaluate_model(
         model, dataset.split(split), batch_size=batch_size, progress=progress, num_samples=num_samples
     )
@@ -168,35 +155,37 @@ def train_and_evaluate(
     with it off, the last ones), else the last ones; "weights" (in the results and in "test") says which,
     with step and score.
 
-    ``fit`` = "closed-form" (naive Bayes: counting) or "em" (mixtures) fits without the trainer.
+    ``fit`` = "closed-form" (naive Bayes: counting) or "em" (mixtures, HMM) fits without the trainer
+    (``model.fit_data``); None: the model's ``default_fit``, gradient training if it has none.
     Writes into ``run_dir``: checkpoints, ``log.jsonl``, TensorBoard events, ``samples.png`` and
     ``results.json``. Returns the results dict (status 'interrupted' if training was stopped).
     """
     from genzoo.train import train
 
     dataset = load_dataset(data_name, data_dir)
+    seed_everything(config.seed)  # the seed fixes the initial weights too
     model = build_model(model_name, dataset, model_options or {}, conditional)
+    fit = fit or model.default_fit
     run_dir = Path(run_dir)
     if resume:
         check_run_dir(run_dir, model)
     data_info = {"name": dataset.name, "data_dir": None if data_dir is None else str(data_dir)}
     if fit is not None:  # closed-form / EM fitting instead of gradient steps
         start = time.perf_counter()
-        result = fit_model(model, dataset, fit, config.seed, em_iterations)
-        result["elapsed"] = time.perf_counter() - start
+        x, y = dataset.train.full_batch(torch.Generator().manual_seed(config.seed))
+        result = model.fit_data(x.to(model.device), None if y is None else y.to(model.device), fit,
+                                torch.Generator().manual_seed(config.seed), em_iterations)  # fmt: skip
+        result.update(status="finished", elapsed=time.perf_counter() - start)
         save_model(run_dir / MODEL_FILE, model, extra={"data": data_info, "fit": result})
         (run_dir / BEST_FILE).unlink(missing_ok=True)  # weights of an earlier gradient run are not this fit
     else:
-        if hasattr(model, "init_from_data"):  # e.g. an RBM's visible biases from the data marginals
-            x, _ = training_images(dataset, config.seed)
-            model.init_from_data(x)
         result = train(model, dataset, run_dir, config, resume=resume, data_info=data_info)
     if result.get("status") != "finished" or int(os.environ.get("RANK", "0")) != 0:
         return result
     start = time.perf_counter()
-    weights = "auto" if getattr(config, "keep_best", True) else "last"
-    trained = load(run_dir, weights=weights).to(pick_device(config.device))
-    prepare_for_evaluation(trained)
+    weights = "auto" if config.keep_best else "last"
+    trained = load(run_dir, weights=weights).to(select_device(config.device))
+    trained.prepare_for_evaluation()
     test = evaluate_model(
         trained, dataset.test, batch_size=config.eval_batch_size, progress=config.progress, num_samples=eval_k
     )
@@ -217,28 +206,6 @@ def train_and_evaluate(
         results["samples"] = str(save_grid(samples, dataset.levels, run_dir / "samples.png"))
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     return results
-
-
-def fit_model(model, dataset, method: str, seed: int = 0, iterations: int | None = None) -> dict:
-    """Fit without gradient steps: 'closed-form' (``model.fit(images, labels)``) or 'em' (``model.fit_em``,
-    at most ``iterations`` EM iterations; default: the model's)."""
-    x, y = training_images(dataset, seed)
-    x = x.to(model.device)
-    if method == "closed-form" and hasattr(model, "fit"):
-        if model.conditional and y is None:
-            raise ValueError(f"{dataset.name} has no labels: {model.config['name']} needs them")
-        model.fit(x, None if y is None else y.to(model.device))
-        return {"status": "finished", "method": method}
-    if method == "em" and hasattr(model, "fit_em"):
-        limit = {} if iterations is None else {"iterations": iterations}
-        history = model.fit_em(x, generator=torch.Generator().manual_seed(seed), **limit)
-        return {
-            "status": "finished",
-            "method": method,
-            "iterations": len(history["log_likelihood"]),
-            "train_log_likelihood": history["log_likelihood"][-1],
-        }
-    raise ValueError(f"{model.config['name']} cannot be fitted by {method!r}")
 
 
 def keep_mask(image_shape, keep: str | None = None, mask_file=None) -> torch.Tensor:

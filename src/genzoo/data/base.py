@@ -31,6 +31,10 @@ class ImageSplit:
         y = None if self.labels is None else self.labels[index]
         return x, y
 
+    def full_batch(self, generator: torch.Generator | None = None):
+        """(x, y) of the whole split (one draw of a dynamically binarized split)."""
+        return self.batch(torch.arange(len(self)), generator)
+
 
 @dataclass
 class DynamicallyBinarizedSplit(ImageSplit):

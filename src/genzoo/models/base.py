@@ -1,33 +1,146 @@
-"""The model interface, by capability.
+"""The model contract: what the trainer, the evaluator and the CLI may ask of a model, by capability.
+
+A model is one subclass of a capability base below plus one line in ``genzoo.registry``. The rest of
+genzoo reads only what is declared here (class attributes and hooks with defaults); it never probes a
+model for methods. ``tests/test_contract.py`` checks every registered model against this contract.
 
 Every model (``GenerativeModel``):
-    loss(x, y=None)   -> scalar   training objective, mean nats per example (a bound for latent models)
+    loss(x, y=None)   -> scalar   the objective, mean nats per example (a bound for latent models); PURE:
+                                  calling it changes no state
     sample(n, y=None) -> LongTensor (n, C, H, W), values in [0, levels)
 
-Explicit-density models (``ExplicitDensityModel``) also give
-    log_prob(x, y=None) -> Tensor[n]   exact log-likelihood of each image, in nats
+Capabilities and what the evaluator reports for each (``likelihood``):
+    ExplicitDensityModel   "exact"           log_prob(x, y) -> Tensor[n], exact, nats
+    AutoregressiveModel    "exact"           + forward(x) -> per-subpixel parameters; completion
+    LatentVariableModel    "bound"           elbo(x, y), log_prob_estimate(x, y, num_samples)
+    EnergyModel            "partition"       log_prob(x) = -F(x) - log Z with log Z from
+                                             compute_partition() (exact or AIS), labelled as such
+    AdversarialModel       "none"            players: parameter_groups() and their own train_step
+    ReconstructionModel    "reconstruction"  reconstruction_log_prob(x): no likelihood of x
+
+Hooks with defaults, called by the trainer (``genzoo.train``) and the evaluator (``genzoo.evaluate``):
+    init_from_data(train)            once, at the start of a fresh run (e.g. an RBM's biases)
+    training_loss(x, y, step)        the objective of update ``step`` (0-based); default ``loss(x, y)``.
+                                     Schedules (KL warm-up, MADE's mask rotation, a DBN's layer
+                                     schedule) are functions of ``step``, so a resumed run is exact
+    parameter_groups()               {name: parameters}: one optimizer each (default {"model": all})
+    optimizer_options(name)          that optimizer's own lr/betas/... (default: the run's)
+    train_step(batch, step, optimizers, loss_fn)
+                                     one update; default: backward of ``loss_fn`` and one optimizer step
+    prepare_for_evaluation()         before the final scores (e.g. compute log Z); default nothing
+    partition_details()              how the normalizer behind a reported NLL was obtained, or None
+    fit_data(images, labels, method, generator, iterations)
+                                     fitting without gradient steps, for ``fit_methods``
 
 ``x`` is always a LongTensor of integer images (N, C, H, W) in ``[0, levels)``; ``y`` optional class
 labels (N,) for class-conditional models. A model decides how it looks at the integers (scaled floats,
 one-hot, embeddings); the evaluator always scores the integers. Models never read files or print.
+
+Every model records its constructor arguments in ``model.config`` (defaults included) however it
+was built, so ``genzoo.load`` rebuilds it from a checkpoint (``config["name"]`` is its registry name).
 """
 
 from __future__ import annotations
 
+import abc
+import functools
+import inspect
 import math
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
 from genzoo.nn.distributions import discrete_log_prob, discrete_sample
 
+LIKELIHOODS = ("exact", "bound", "partition", "reconstruction", "none")
+LABEL_USES = ("never", "optional", "always")
 
-class GenerativeModel(nn.Module):
-    """Base class: stores the image geometry and validates inputs at the boundary."""
 
-    config: dict[str, Any]  # set by genzoo.create: everything needed to rebuild the architecture
-    conditional: bool = False  # True when the model uses class labels y
+class Batch(NamedTuple):
+    """One training batch on the model's device: integer images and optional labels."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+
+
+LossFn = Callable[[torch.Tensor, "torch.Tensor | None", int], torch.Tensor]
+
+
+def _json_value(value: Any) -> Any:
+    """Constructor arguments as JSON gives them back (tuples become lists)."""
+    if isinstance(value, (tuple, list)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return value
+
+
+def _recording_init(init):
+    """Wrap a model's ``__init__`` so that the outermost call records its arguments in ``self.config``."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        depth = self.__dict__.get("_init_depth", 0)
+        self.__dict__["_init_depth"] = depth + 1
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            self.__dict__["_init_depth"] = depth
+        if depth == 0:
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            arguments = {k: _json_value(v) for k, v in bound.arguments.items() if k != "self"}
+            if "image_shape" in arguments:
+                arguments["image_shape"] = [int(s) for s in arguments["image_shape"]]
+            self.config = {"name": registered_name(type(self)), **arguments}
+
+    wrapper.__signature__ = signature
+    return wrapper
+
+
+def registered_name(cls: type) -> str | None:
+    """The registry name of a model class (its plain entry, without preset options), or None."""
+    from genzoo.registry import name_of_class
+
+    return name_of_class(cls)
+
+
+class GenerativeModel(nn.Module, abc.ABC):
+    """Base class: the image geometry, input validation at the boundary, declarations and hooks."""
+
+    # -- declarations: what the trainer, the evaluator and the CLI read ---------------------------------
+    likelihood: ClassVar[str] = "none"
+    """What the evaluator reports: one of ``LIKELIHOODS`` (see the module docstring)."""
+    selects_by_validation: ClassVar[bool] = True
+    """Whether a lower validation score means a better model, so that the trainer keeps the best weights
+    (early stopping). False where the score is no measure of fit (a discriminator's loss, a CD surrogate)."""
+    label_use: ClassVar[str] = "never"
+    """Class labels: "never", "optional" (``num_classes`` option; ``--conditional``) or "always"."""
+    gradient_sync: ClassVar[str] = "ddp"
+    """Under multi-process training: "ddp" (the trainer wraps ``training_loss`` in DistributedDataParallel)
+    or "per-optimizer" (each optimizer's gradients are averaged just before its step: models whose
+    ``train_step`` makes several backward passes)."""
+    fit_methods: ClassVar[tuple[str, ...]] = ()
+    """Ways to fit without gradient steps (``fit_data``): "closed-form", "em"."""
+    default_fit: ClassVar[str | None] = None
+    """The fit used when none is asked for (None: gradient training)."""
+    can_complete: ClassVar[bool] = False
+    """``sample(n, x=images, known=mask)`` completes partly known images."""
+    has_codes: ClassVar[bool] = False
+    """``code(x)`` and ``decode_images(z)`` give a latent space (``genzoo.tasks.latent``)."""
+
+    config: dict[str, Any]  # the constructor's arguments (recorded by the constructor itself)
+    conditional: bool = False  # True when this instance uses class labels y
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _recording_init(cls.__dict__["__init__"])
+        assert cls.likelihood in LIKELIHOODS and cls.label_use in LABEL_USES, cls
+        assert cls.gradient_sync in ("ddp", "per-optimizer"), cls
 
     def __init__(self, image_shape, levels: int, num_classes: int | None = None):
         super().__init__()
@@ -51,11 +164,11 @@ class GenerativeModel(nn.Module):
 
     def check_images(self, x: torch.Tensor) -> None:
         """Raise ValueError unless ``x`` is an integer batch (N, C, H, W) in [0, levels)."""
-        expected = (
-            f"integer images of shape (N, {', '.join(map(str, self.image_shape))}) with values in [0, {self.levels})"
-        )
+        shape = ", ".join(map(str, self.image_shape))
+        expected = f"integer images of shape (N, {shape}) with values in [0, {self.levels})"
         if not isinstance(x, torch.Tensor) or x.dtype.is_floating_point or x.dtype == torch.bool:
-            raise ValueError(f"expected {expected}, got {type(x).__name__} of dtype {getattr(x, 'dtype', None)}")
+            dtype = x.dtype if isinstance(x, torch.Tensor) else None
+            raise ValueError(f"expected {expected}, got {type(x).__name__} of dtype {dtype}")
         if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
             raise ValueError(f"expected {expected}, got shape {tuple(x.shape)}")
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.levels):
@@ -76,20 +189,90 @@ class GenerativeModel(nn.Module):
             raise ValueError(f"labels must be {n} integers in [0, {self.num_classes})")
         return y
 
+    # -- every model ---------------------------------------------------------------------------------
+    @abc.abstractmethod
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        raise NotImplementedError
+        """The objective, mean nats per example; changes no state."""
 
+    @abc.abstractmethod
     def sample(
         self, n: int, y: torch.Tensor | None = None, *, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        raise NotImplementedError
+        """``n`` integer images (n, C, H, W) in [0, levels)."""
+
+    # -- hooks with defaults ---------------------------------------------------------------------------
+    def init_from_data(self, train) -> None:
+        """Called once by the trainer at the start of a fresh run with the train split (``ImageSplit``)."""
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor | None, step: int) -> torch.Tensor:
+        """The objective of training update ``step`` (0-based): ``loss`` unless the model has a schedule.
+        May advance training-only state that is a function of the steps taken (e.g. persistent chains)."""
+        return self.loss(x, y)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The trainable parameters of each optimizer, by name; one optimizer ("model") by default."""
+        return {"model": [p for p in self.parameters() if p.requires_grad]}
+
+    def optimizer_options(self, name: str) -> dict[str, Any]:
+        """Options of optimizer ``name`` that replace the run's (lr, betas, momentum, weight_decay, optimizer)."""
+        return {}
+
+    def train_step(
+        self, batch: Batch, step: int, optimizers: Mapping[str, torch.optim.Optimizer], loss_fn: LossFn
+    ) -> dict[str, torch.Tensor]:
+        """One training update; returns the scalars to log ("loss" is the run's loss).
+
+        ``loss_fn(x, y, step)`` is ``training_loss`` as the trainer runs it (through DistributedDataParallel
+        and ``torch.compile`` when those are on). The trainer sets each optimizer's learning rate, and its
+        step pre-hooks clip (and, for "per-optimizer" models under DDP, average) the gradients."""
+        loss = loss_fn(batch.x, batch.y, step)
+        optimizer = optimizers["model"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.detach()}
+
+    def prepare_for_evaluation(self) -> None:
+        """Called before the final evaluation (e.g. an energy model computes log Z); nothing by default."""
+
+    def partition_details(self) -> dict | None:
+        """How the normalizer behind ``log_prob`` (or a bound) was obtained, or None where none is needed."""
+        return None
+
+    def fit_data(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None,
+        method: str,
+        generator: torch.Generator,
+        iterations: int | None = None,
+    ) -> dict:
+        """Fit without gradient steps by ``method``, one of ``fit_methods``: "em" calls the model's
+        ``fit_em(images, generator=..., iterations=...)`` (returning a history with "log_likelihood" per
+        iteration), "closed-form" its ``fit(images, labels)``. Returns a summary dict."""
+        if method not in self.fit_methods:
+            name = self.config.get("name", type(self).__name__)
+            ways = ", ".join(self.fit_methods) or "gradient steps only"
+            raise ValueError(f"{name} cannot be fitted by {method!r} (it fits by: {ways})")
+        if method == "closed-form":
+            self.fit(images, labels)
+            return {"method": method}
+        history = self.fit_em(images, generator=generator, **({} if iterations is None else {"iterations": iterations}))
+        return {
+            "method": method,
+            "iterations": len(history["log_likelihood"]) - 1,
+            "train_log_likelihood": history["log_likelihood"][-1],
+        }
 
 
 class ExplicitDensityModel(GenerativeModel):
     """A model with an exact, normalized ``log_prob``; its loss is the mean negative log-likelihood."""
 
+    likelihood = "exact"
+
+    @abc.abstractmethod
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        raise NotImplementedError
+        """Exact log p(x) (or log p(x | y)) of each image, nats."""
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return -self.log_prob(x, y).mean()
@@ -103,6 +286,8 @@ class AutoregressiveModel(ExplicitDensityModel):
     (N, C, H, W, levels)); the parameters of subpixel o(i) may depend only on x at o(<i). The default
     ordering is raster order with the channels innermost (R, G, B of a pixel, then the next pixel).
     """
+
+    can_complete = True
 
     def ordering(self) -> torch.Tensor:
         """Flat indices into (C, H, W) in generation order."""
@@ -185,16 +370,87 @@ class LatentVariableModel(GenerativeModel):
         log_prob_estimate(x, y=None, num_samples=k) -> Tensor[n]  k-sample importance-sampling estimate
                                                      of log p(x), nats (a stochastic lower bound that
                                                      rises with k towards log p(x))
+        elbo_terms(x, y=None)                 -> (reconstruction, kl) per image, or None
     ``loss`` is the negative ELBO (or the model's own training bound, e.g. IWAE's), mean nats/example.
     """
 
-    def elbo(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        raise NotImplementedError
+    likelihood = "bound"
 
+    @abc.abstractmethod
+    def elbo(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Evidence lower bound on log p(x) of each image, nats."""
+
+    @abc.abstractmethod
     def log_prob_estimate(
         self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1000
     ) -> torch.Tensor:
-        raise NotImplementedError
+        """k-sample importance-sampling estimate of log p(x) of each image, nats."""
+
+    def elbo_terms(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(E_q log p(x|z), KL(q || p)) per image, nats, where the bound splits so; None otherwise."""
+        return None
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return -self.elbo(x, y).mean()
+
+
+class EnergyModel(GenerativeModel):
+    """p(x) = exp(-F(x)) / Z with an intractable Z: trained on a contrastive surrogate, scored with log Z
+    from ``compute_partition()`` (exact enumeration when small, else an AIS estimate with its error).
+
+        free_energy(x) -> Tensor[n], nats;  log_prob(x) = -F(x) - log Z, once log Z is known
+    """
+
+    likelihood = "partition"
+    selects_by_validation = False  # validated on the contrastive surrogate, no measure of fit
+
+    @abc.abstractmethod
+    def free_energy(self, x: torch.Tensor) -> torch.Tensor:
+        """F(x) of each image, nats."""
+
+    @abc.abstractmethod
+    def compute_partition(self, **options) -> dict:
+        """Compute and store log Z for the present weights; returns ``partition_details()``."""
+
+    @property
+    @abc.abstractmethod
+    def has_partition(self) -> bool:
+        """Whether a log Z for the present weights is stored (so that ``log_prob`` can run)."""
+
+    @abc.abstractmethod
+    def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x) = -F(x) - log Z with the stored log Z, nats."""
+
+    def prepare_for_evaluation(self) -> None:
+        if not self.has_partition:
+            self.compute_partition()
+
+
+class AdversarialModel(GenerativeModel):
+    """Players trained against each other (GANs): ``parameter_groups()`` names them, ``train_step`` makes
+    their alternating updates. No likelihood: judged by sample-quality metrics."""
+
+    likelihood = "none"
+    selects_by_validation = False  # the validation score is a discriminator's loss
+    gradient_sync = "per-optimizer"
+
+    @abc.abstractmethod
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """{player name: its parameters}, disjoint, covering every trainable parameter."""
+
+    @abc.abstractmethod
+    def train_step(
+        self, batch: Batch, step: int, optimizers: Mapping[str, torch.optim.Optimizer], loss_fn: LossFn
+    ) -> dict[str, torch.Tensor]:
+        """The players' updates of step ``step``; ``loss_fn`` is not used."""
+
+
+class ReconstructionModel(GenerativeModel):
+    """A deterministic auto-encoder: ``reconstruction_log_prob(x)`` = log p(x | z = e(x)), no likelihood."""
+
+    likelihood = "reconstruction"
+    has_codes = True
+
+    @abc.abstractmethod
+    def reconstruction_log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x | e(x)) of each image, nats: a reconstruction score, not a likelihood of x."""

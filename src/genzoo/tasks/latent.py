@@ -27,10 +27,6 @@ import torch
 from genzoo.data.base import ImageSplit
 
 
-def has_latent_space(model) -> bool:
-    return hasattr(model, "code") and hasattr(model, "decode_images")
-
-
 def _images(split: ImageSplit, index: torch.Tensor, seed: int):
     """(x, y) of the rows ``index``; a fixed draw for dynamically binarized splits."""
     return split.batch(index, torch.Generator().manual_seed(seed))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import torch
 
-from genzoo.models.base import GenerativeModel
+from genzoo.models.base import AdversarialModel, Batch
 from genzoo.nn.adversarial import (
     OBJECTIVES,
     critic_loss,
@@ -52,13 +52,18 @@ PAPER_OPTIMIZER = {
 }
 
 
-class DCGAN(GenerativeModel):
+class DCGAN(AdversarialModel):
     """A DCGAN generator/discriminator pair; see the module docstring for objectives and options.
+
+    The registry's ``wgan-gp`` is this class with ``objective="wgan-gp"``, and ``cgan`` this class built
+    with the dataset's ``num_classes`` (class-conditional: label embedding in G, projection D).
 
     ``latent``: size of z; ``channels``: width of the largest-resolution conv layer; ``n_critic``:
     discriminator updates per generator update (None: 5 for wgan-gp, else 1); ``d_norm`` "auto": layer
     norm for wgan-gp, none with spectral norm, else batch norm; ``lr``/``betas`` None: the papers' values.
     """
+
+    label_use = "optional"
 
     def __init__(
         self,
@@ -109,15 +114,13 @@ class DCGAN(GenerativeModel):
     def optimizer_options(self, name: str) -> dict:
         return {"lr": self.lr, "betas": self.betas}
 
-    def train_step(
-        self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict, step: int
-    ) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: Batch, step: int, optimizers, loss_fn=None) -> dict[str, torch.Tensor]:
         """One discriminator update on the batch, plus a generator update every ``n_critic``-th step.
 
         Returns the scalars to log (nats, or critic units for wgan-gp): d_loss, and g_loss on generator
         steps; wasserstein (the critic's estimate E f(x) - E f(G(z))) and gradient_penalty for wgan-gp.
         """
-        y = y if self.conditional else None  # the trainer checked the data (no host sync per step here)
+        x, y = batch.x, batch.y if self.conditional else None  # the trainer checked the data (no host sync here)
         real = dequantize(x, self.levels)
         with torch.no_grad():
             fake = self.generate(x.shape[0], y)
@@ -171,77 +174,3 @@ class DCGAN(GenerativeModel):
             images = quantize(self.generate(n, y, generator), self.levels)
         self.train(was_training)
         return images
-
-
-class WGANGP(DCGAN):
-    """The DCGAN networks trained as a Wasserstein GAN with gradient penalty [3]."""
-
-    def __init__(
-        self,
-        image_shape,
-        levels: int,
-        objective: str = "wgan-gp",
-        latent: int = 64,
-        channels: int = 64,
-        num_classes: int | None = None,
-        n_critic: int | None = None,
-        gp_weight: float = 10.0,
-        spectral_norm: bool = False,
-        label_smoothing: float = 0.0,
-        d_norm: str = "auto",
-        lr: float | None = None,
-        betas: list[float] | None = None,
-    ):
-        super().__init__(
-            image_shape,
-            levels,
-            objective,
-            latent,
-            channels,
-            num_classes,
-            n_critic,
-            gp_weight,
-            spectral_norm,
-            label_smoothing,
-            d_norm,
-            lr,
-            betas,
-        )
-
-
-class ConditionalGAN(DCGAN):
-    """A class-conditional DCGAN (label embedding into G, projection discriminator): needs ``num_classes``."""
-
-    always_conditional = True  # the workflow passes the dataset's class count
-
-    def __init__(
-        self,
-        image_shape,
-        levels: int,
-        num_classes: int,
-        objective: str = "non-saturating",
-        latent: int = 64,
-        channels: int = 64,
-        n_critic: int | None = None,
-        gp_weight: float = 10.0,
-        spectral_norm: bool = False,
-        label_smoothing: float = 0.0,
-        d_norm: str = "auto",
-        lr: float | None = None,
-        betas: list[float] | None = None,
-    ):
-        super().__init__(
-            image_shape,
-            levels,
-            objective,
-            latent,
-            channels,
-            num_classes,
-            n_critic,
-            gp_weight,
-            spectral_norm,
-            label_smoothing,
-            d_norm,
-            lr,
-            betas,
-        )

@@ -9,11 +9,11 @@ connections with d > m_L(k) (``genzoo.nn.masked.made_masks``), so output d sees 
 
 Ensembles (``num_masks`` = M > 1) hold M (ordering, connectivity) pairs, drawn deterministically from
 ``seed`` and stored as buffers (they save and load; ``natural_ordering=True`` keeps the raster ordering
-in all of them, varying only the connectivity). As in [1], training is per mask: ``loss`` in training
-mode is -mean log p_m(x) for the current member m and then moves to member m+1 (mod M); the counter is
-a buffer, so resumed training continues exactly. The density is the true mixture:
-``log_prob`` = log((1/M) sum_m p_m(x)) in nats, always (a logsumexp over members, not averaged logits),
-and ``loss`` in eval mode is its negative mean. ``forward`` and ``ordering`` follow the current member
+in all of them, varying only the connectivity). As in [1], training is per mask: the objective of
+training step s is -mean log p_m(x) for member m = s mod M (``training_loss``), a function of the step,
+so resumed training continues exactly. The density is the true mixture: ``log_prob`` =
+log((1/M) sum_m p_m(x)) in nats, always (a logsumexp over members, not averaged logits), and ``loss``
+is its negative mean. ``forward`` and ``ordering`` follow the current member
 (``use_mask(m)``); ``sample`` draws a member uniformly per image, then samples in its ordering.
 The output layer starts at zero: the initial model is uniform, loss D*log(levels).
 
@@ -134,15 +134,11 @@ class MADE(AutoregressiveModel):
         """Exact log-likelihood of the mixture, log((1/M) sum_m p_m(x)), nats per image."""
         return torch.logsumexp(self.log_prob_each_mask(x), 0) - math.log(self.num_masks)
 
-    def loss(self, x: torch.Tensor, y=None) -> torch.Tensor:
-        """Training mode: -mean log p_m(x), m the current member, then advance to m+1 (the counter moves
-        on every training-mode call, with or without gradients). Eval mode: the mixture NLL. Nats."""
-        if not self.training:
-            return -self.log_prob(x, y).mean()
-        nll = -AutoregressiveModel.log_prob(self, x, y).mean()
+    def training_loss(self, x: torch.Tensor, y, step: int) -> torch.Tensor:
+        """-mean log p_m(x) of member m = ``step`` mod M, which becomes the current member (nats)."""
         if self.num_masks > 1:
-            self.use_mask((int(self.mask_index) + 1) % self.num_masks)
-        return nll
+            self.use_mask(step % self.num_masks)
+        return -AutoregressiveModel.log_prob(self, x, y).mean()
 
     def sample_naive(self, x, known, y, generator):
         """Mixture sampling: member m uniformly per image, then one forward per subpixel in m's ordering."""

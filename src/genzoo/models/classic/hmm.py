@@ -248,6 +248,9 @@ class RowHMM(ExplicitDensityModel):
     Dirichlet pseudo-count of ``fit_em``; gradient training (the core trainer) ignores it.
     """
 
+    fit_methods = ("em",)
+    default_fit = "em"
+
     def __init__(self, image_shape, levels: int, states: int = 64, prior: float = 1.0):
         super().__init__(image_shape, levels)
         if int(states) < 1:

@@ -38,6 +38,9 @@ class DiscreteMixture(ExplicitDensityModel):
     normalized by a softmax, so every value of them is a valid distribution.
     """
 
+    fit_methods = ("em",)
+    default_fit = "em"
+
     def __init__(self, image_shape, levels: int, components: int = 100, prior: float = 1.0):
         super().__init__(image_shape, levels)
         if int(components) < 1:

@@ -34,6 +34,10 @@ class NaiveBayes(ExplicitDensityModel):
 
     conditional = True
 
+    label_use = "always"
+    fit_methods = ("closed-form",)
+    default_fit = "closed-form"
+
     def __init__(self, image_shape, levels: int, num_classes: int = 10, alpha: float = 1.0):
         super().__init__(image_shape, levels, num_classes=int(num_classes))
         if self.num_classes < 1 or float(alpha) < 0:

@@ -9,12 +9,13 @@ Layer k is an ``RBM`` (genzoo.models.energy.rbm; reused, no math copied): its vi
 directed p(h(k-1) | hk) and its hidden conditional the recognition distribution q(hk | h(k-1)). Layer 1
 sees the images (Bernoulli or softmax visible units), layer k > 1 the binary hidden states below.
 
-Training [1] through the one trainer: ``loss(x)`` is the CD/PCD surrogate of the layer being trained
-(``current_layer``, a buffer), whose input is a sampled upward pass x -> h1 -> ... through the layers below.
-The schedule counts training calls of ``loss`` in the ``trained_steps`` buffer: layer k trains for steps
-[k, k+1) * ``steps_per_layer``, the top layer from then on; a full run needs ``total_steps`` steps. Both
-buffers are checkpointed, so a resumed run continues exactly. When a layer k > 1 starts, its visible and
-AIS base-rate biases are set from the upward samples of that batch (RBM.init_from_data).
+Training [1] through the one trainer: ``training_loss(x, y, step)`` is the CD/PCD surrogate of the layer
+that the schedule trains at ``step``, whose input is a sampled upward pass x -> h1 -> ... through the
+layers below: layer k trains for steps [k, k+1) * ``steps_per_layer``, the top layer from then on; a full
+run needs ``total_steps`` steps. The schedule is a function of the step, so a resumed run continues
+exactly; the ``current_layer`` buffer records the layer last trained (``loss`` scores it). When a layer
+k > 1 starts, its visible and AIS base-rate biases are set from the upward samples of that batch
+(RBM.init_biases).
 Frozen and not-yet-trained layers take no part in the autograd graph: their ``.grad`` stays None, which
 every torch optimizer skips, so they stay bit-for-bit unchanged (a zero gradient would not guarantee it:
 momentum, Adam's moments and weight decay would still move them). DDP without find_unused_parameters needs
@@ -58,6 +59,8 @@ class DBN(LatentVariableModel):
     for ``elbo``. ``steps_per_layer``: training steps of each layer in turn (see ``total_steps``).
     """
 
+    selects_by_validation = False  # validated on a layer's CD surrogate, no measure of fit
+
     def __init__(
         self,
         image_shape,
@@ -97,10 +100,9 @@ class DBN(LatentVariableModel):
             )
             for k, (shape, h, cd) in enumerate(zip(shapes, hidden, cd_steps))
         )
-        self.register_buffer("trained_steps", torch.zeros((), dtype=torch.int64))  # training calls of loss
-        self.register_buffer("current_layer", torch.zeros((), dtype=torch.int64))
-        self._position: tuple[int, int] | None = None  # host copy of the two buffers: no device sync per step
-        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_position", None))
+        self.register_buffer("current_layer", torch.zeros((), dtype=torch.int64))  # the layer last trained
+        self._current: int | None = None  # host copy of current_layer: no device sync per step
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_current", None))
 
     @property
     def top(self) -> RBM:
@@ -112,17 +114,9 @@ class DBN(LatentVariableModel):
         return len(self.layers) * self.steps_per_layer
 
     # -- training ------------------------------------------------------------------------------------
-    def _advance(self) -> tuple[int, bool]:
-        """(layer to train at this step, whether it starts now); counts the step."""
-        if self._position is None:
-            self._position = (int(self.trained_steps), int(self.current_layer))
-        steps, current = self._position
-        layer = min(steps // self.steps_per_layer, len(self.layers) - 1)
-        self._position = (steps + 1, layer)
-        self.trained_steps.add_(1)
-        if layer != current:
-            self.current_layer.fill_(layer)
-        return layer, layer != current
+    def layer_at(self, step: int) -> int:
+        """The layer the schedule trains at training step ``step`` (0-based)."""
+        return min(step // self.steps_per_layer, len(self.layers) - 1)
 
     def _sample_up(self, k: int, states: torch.Tensor, generator=None):
         """q(h(k+1) | states of layer k's visible units): (logits, binary draw as long), each (N, H)."""
@@ -131,24 +125,34 @@ class DBN(LatentVariableModel):
         return logits, (uniform(logits.shape, logits.device, generator) < torch.sigmoid(logits)).long()
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """CD/PCD surrogate of the current layer on upward samples (its value is no likelihood; see RBM.loss)."""
+        """CD surrogate of ``current_layer`` on upward samples (its value is no likelihood; see RBM.loss)."""
+        return self._layer_surrogate(x, int(self.current_layer), None)
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor | None, step: int) -> torch.Tensor:
+        """The surrogate of the layer the schedule trains at ``step`` (CD or PCD, as configured)."""
+        k = self.layer_at(step)
+        if self._current is None:
+            self._current = int(self.current_layer)
+        if k != self._current:
+            self.current_layer.fill_(k)
+            self._current = k
+        return self._layer_surrogate(x, k, step, starts=k > 0 and step == k * self.steps_per_layer)
+
+    def _layer_surrogate(self, x: torch.Tensor, k: int, step: int | None, starts: bool = False) -> torch.Tensor:
         self.check_images(x)
-        k, starts = self._advance() if self.training else (int(self.current_layer), False)
         states = x.reshape(x.shape[0], -1)
         with torch.no_grad(), torch.autocast(x.device.type, enabled=False):  # lower layers: frozen, float32
             for j in range(k):
                 states = self._sample_up(j, states)[1]
         rbm = self.layers[k]
         states = states.reshape(x.shape[0], *rbm.image_shape)
-        if starts and k > 0:
-            rbm.init_from_data(states)
-        return rbm.loss(states)
+        if starts:
+            rbm.init_biases(states)
+        return rbm.loss(states) if step is None else rbm.training_loss(states, None, step)
 
-    @torch.no_grad()
-    def init_from_data(self, images: torch.Tensor) -> "DBN":
+    def init_from_data(self, train) -> None:
         """Set the first RBM's visible (and base-rate) biases from the data marginals (RBM.init_from_data)."""
-        self.layers[0].init_from_data(images)
-        return self
+        self.layers[0].init_from_data(train)
 
     # -- sampling ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -238,6 +242,10 @@ class DBN(LatentVariableModel):
     @property
     def has_partition(self) -> bool:
         return self.top.has_partition
+
+    def prepare_for_evaluation(self) -> None:
+        if not self.has_partition:
+            self.compute_partition()
 
     def partition_details(self) -> dict | None:
         return self.top.partition_details()

@@ -7,11 +7,12 @@ Binary images (levels == 2) have one Bernoulli visible unit per subpixel. With m
 subpixel is one softmax unit: v holds its one-hot vector, and b and W have one entry per
 (subpixel, level), so p(v | h) is a categorical distribution per subpixel.
 
-Training [1, 2]: ``loss(x)`` = mean F(x) - mean F(v_model), where v_model comes from ``cd_steps``
-block Gibbs sweeps (no gradient) started at the data (CD-k, [1]) or at persistent chains kept in the
-``chains`` buffer (PCD, [2]; in checkpoints, so a resumed run continues the same chains). Its gradient
-is the CD/PCD estimate of the negative log-likelihood gradient; its VALUE is not a likelihood (it is
-near zero and may be negative). In eval mode the chains are left alone and CD starts at the data.
+Training [1, 2]: ``training_loss(x, y, step)`` = mean F(x) - mean F(v_model), where v_model comes
+from ``cd_steps`` block Gibbs sweeps (no gradient) started at the data (CD-k, [1]) or at persistent
+chains kept in the ``chains`` buffer, which it advances (PCD, [2]; in checkpoints, so a resumed run
+continues the same chains). Its gradient is the CD/PCD estimate of the negative log-likelihood
+gradient; its VALUE is not a likelihood (it is near zero and may be negative). ``loss(x)`` is the
+same surrogate with CD started at the data and the chains left alone (it changes no state).
 
 Likelihood [3, 4]: ``log_prob(x) = -F(x) - log Z`` (nats) needs log Z, computed once after training
 and stored in buffers (saved with the model): ``compute_partition()``, or ``set_partition()`` with the
@@ -33,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.models.base import GenerativeModel
-from genzoo.nn.partition import PAPER_NUM_BETAS, ais_betas, enumerate_logsumexp, log_mean_exp_stats
+from genzoo.models.base import EnergyModel
+from genzoo.models.energy.partition import PAPER_NUM_BETAS, ais_betas, enumerate_logsumexp, log_mean_exp_stats
 
 METHODS = {1: "exact", 2: "ais"}  # codes of the partition_method buffer; 0: none
 
@@ -50,7 +51,7 @@ def uniform(shape, device, generator: torch.Generator | None = None) -> torch.Te
     return torch.rand(shape, generator=generator, device=generator.device).to(device)
 
 
-class RBM(GenerativeModel):
+class RBM(EnergyModel):
     """RBM with ``hidden`` binary hidden units; see the module docstring for training and likelihoods."""
 
     def __init__(
@@ -81,7 +82,7 @@ class RBM(GenerativeModel):
         self.weight = nn.Parameter(torch.randn(self.hidden, num_visible) * init_std)  # W: (hidden, visible units)
         self.visible_bias = nn.Parameter(torch.zeros(num_visible))
         self.hidden_bias = nn.Parameter(torch.zeros(self.hidden))
-        # visible biases of the AIS base-rate RBM (W = 0, c = 0); zeros = uniform until init_from_data
+        # visible biases of the AIS base-rate RBM (W = 0, c = 0); zeros = uniform until init_biases
         self.register_buffer("base_rate_bias", torch.zeros(num_visible))
         # PCD chains as integer levels (not floats, so an EMA copies rather than averages them)
         chain_dtype = torch.uint8 if self.levels <= 256 else torch.int32
@@ -139,29 +140,38 @@ class RBM(GenerativeModel):
 
     # -- training ------------------------------------------------------------------------------------
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """CD-k / PCD surrogate (see the module docstring): its gradient is the update, its value no likelihood."""
+        """CD-k surrogate from the data (see the module docstring): its gradient is the CD update, its value
+        no likelihood. Changes no state."""
+        return self._surrogate(x, persistent=False)
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor | None, step: int) -> torch.Tensor:
+        """The CD-k or (with ``persistent``) PCD surrogate of a training step; PCD advances the chains."""
+        return self._surrogate(x, persistent=self.persistent)
+
+    def _surrogate(self, x: torch.Tensor, persistent: bool) -> torch.Tensor:
         self.check_images(x)
         with torch.autocast(x.device.type, enabled=False):  # free-energy differences need float32
             with torch.no_grad():
-                use_chains = self.persistent and self.training
-                v = self._persistent_chains() if use_chains else x.reshape(x.shape[0], -1)
+                v = self._persistent_chains() if persistent else x.reshape(x.shape[0], -1)
                 for _ in range(self.cd_steps):
                     v = self._gibbs_step(v)
-                if use_chains:
+                if persistent:
                     self.chains.copy_(v)
             return self._free_energy(self._encode(x)).mean() - self._free_energy(self._encode(v)).mean()
 
     def _persistent_chains(self) -> torch.Tensor:
-        if not bool(
-            self.chains_ready
-        ):  # start from the visible-bias-only model (the data marginals after init_from_data)
+        if not bool(self.chains_ready):  # start from the visible-bias-only model (the data marginals after init_biases)
             bias = self.visible_bias.detach().expand(self.num_chains, -1)
             self.chains.copy_(self._sample_visible(bias))
             self.chains_ready.fill_(True)
         return self.chains.long()
 
+    def init_from_data(self, train) -> None:
+        """The trainer's hook at the start of a fresh run: ``init_biases`` from the train split."""
+        self.init_biases(train.full_batch(torch.Generator().manual_seed(0))[0])
+
     @torch.no_grad()
-    def init_from_data(self, images: torch.Tensor, smoothing: float = 1.0) -> "RBM":
+    def init_biases(self, images: torch.Tensor, smoothing: float = 1.0) -> "RBM":
         """Set the visible biases, and the AIS base-rate biases, to the data's per-subpixel log-frequencies.
 
         The usual start [Hinton's practical guide; 3]: b_i = log(p_i / (1 - p_i)) for bits, b_ik = log p_ik
@@ -256,7 +266,7 @@ class RBM(GenerativeModel):
         """AIS estimate of log Z [3, 4]: (log Z, its standard error), nats; details in ``self.last_ais``.
 
         Anneals from the base-rate RBM A (W = 0, c = 0, visible biases ``base_rate_visible_bias``, by
-        default the ``base_rate_bias`` buffer set by init_from_data) to this RBM B through
+        default the ``base_rate_bias`` buffer set by init_biases) to this RBM B through
         p_beta(v) ~ exp((1 - beta) b_A.v + beta b.v) prod_j (1 + exp(beta (c_j + W_j.v))) on the schedule
         ``ais_betas(num_betas)`` ([3]'s 14,500 by default), with one block Gibbs sweep at each beta and
         ``num_chains`` independent runs in parallel on the model's device. log Z = log Z_A + log mean(w),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from genzoo.models.base import GenerativeModel
+from genzoo.models.base import ReconstructionModel
 from genzoo.models.latent.decoders import pick_levels
 from genzoo.nn.distributions import discrete_log_prob, num_params, symmetric_inputs
 from genzoo.nn.encoders import ARCHITECTURES, image_decoder, image_encoder
@@ -31,7 +31,7 @@ from genzoo.nn.encoders import ARCHITECTURES, image_decoder, image_encoder
 DEFAULT_HIDDEN = {"mlp": [200, 200], "conv": [32, 64]}  # the VAE's defaults
 
 
-class AutoEncoder(GenerativeModel):
+class AutoEncoder(ReconstructionModel):
     """x -> z = e(x) -> p(x | z); ``hidden`` as for the VAE; ``code_momentum`` for the code statistics."""
 
     def __init__(
@@ -86,15 +86,20 @@ class AutoEncoder(GenerativeModel):
 
     def reconstruction_log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x | z = e(x)) per image, nats (a reconstruction score, not a likelihood of x)."""
-        z = self.encode(x)
-        if self.training and torch.is_grad_enabled():
-            self._track_codes(z.detach())
+        return self._log_prob_of_code(x, self.encode(x))
+
+    def _log_prob_of_code(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return discrete_log_prob(self.decode(z), x, self.levels).flatten(1).sum(1)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean reconstruction NLL, nats per example; a training-mode call with gradients also updates the
-        running code statistics used by ``sample``."""
+        """Mean reconstruction NLL, nats per example."""
         return -self.reconstruction_log_prob(x).mean()
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor | None, step: int) -> torch.Tensor:
+        """``loss``, also updating the running code statistics that ``sample`` draws from."""
+        z = self.encode(x)
+        self._track_codes(z.detach())
+        return -self._log_prob_of_code(x, z).mean()
 
     def _track_codes(self, z: torch.Tensor) -> None:
         rate = max(self.code_momentum, 1.0 / float(self.code_batches + 1))

@@ -21,11 +21,13 @@ All quantities are per example, in nats:
                              E_q[log q(z|x) - log p(z)] for two layers or a flow posterior
     log_prob_estimate(x, k)  log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q: the k-sample bound of [2],
                              E <= log p(x), rising with k; the evaluator's NLL estimate (k = 5000)
-    loss(x)                  objective "elbo": -mean(E_q[log p(x|z)] - w * KL) with w = beta times a linear
-                             warm-up from 0 to 1 over ``kl_warmup_steps`` training steps [3]; objective
-                             "iwae": -mean of the ``num_samples``-sample bound of [2] (warm-up weights
-                             log p(z) - log q(z|x) inside it). KL weights apply in training mode only: in
-                             eval mode ``loss`` is the plain negative bound.
+    training_loss(x, y, s)   objective "elbo": -mean(E_q[log p(x|z)] - w * KL) with w = beta times a linear
+                             warm-up from 0 to 1 over ``kl_warmup_steps`` training steps [3] (a function
+                             of the step s); objective "iwae": -mean of the ``num_samples``-sample bound of
+                             [2] (the warm-up weights log p(z) - log q(z|x) inside it)
+    loss(x)                  the same objective with w = 1: the plain negative bound (changes no state)
+
+The registry's ``iwae`` is this class with ``objective="iwae"`` and ``num_samples=5``.
 
 [1] D. P. Kingma, M. Welling. Auto-Encoding Variational Bayes. ICLR 2014.
 [2] Y. Burda, R. Grosse, R. Salakhutdinov. Importance Weighted Autoencoders. ICLR 2016.
@@ -71,6 +73,9 @@ class VAE(LatentVariableModel):
     ``flow_hidden``: MADE widths of each IAF step; ``flow``, ``flow_steps``, ``num_classes``, ``decoder``,
     ``decoder_options``: see the module docstring.
     """
+
+    label_use = "optional"
+    has_codes = True
 
     def __init__(
         self,
@@ -147,7 +152,6 @@ class VAE(LatentVariableModel):
             self.top_encoder = GaussianHead(mlp([self.latent, *top_hidden, 2 * self.top_latent]))
             self.top_decoder = GaussianHead(mlp([self.top_latent, *reversed(top_hidden), 2 * self.latent]))
         # training steps taken, for the KL warm-up: a buffer, so checkpoints (and resume) carry it
-        self.register_buffer("kl_steps", torch.zeros((), dtype=torch.long))
 
     # the pieces: q(z1|x), noise, latents with log p(z) - log q(z|x), log p(x|z1)
 
@@ -336,28 +340,27 @@ class VAE(LatentVariableModel):
             total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
         return (total - math.log(num_samples)).float()
 
-    def kl_weight(self) -> torch.Tensor:
-        """beta times the warm-up factor min(1, (steps + 1) / kl_warmup_steps) of the next training step."""
+    def kl_weight(self, step: int) -> float:
+        """beta times the warm-up factor min(1, (step + 1) / kl_warmup_steps) of training step ``step``."""
         if self.kl_warmup_steps == 0:
-            return torch.tensor(self.beta, device=self.device)
-        ramp = ((self.kl_steps.float() + 1.0) / self.kl_warmup_steps).clamp(max=1.0)
-        return self.beta * ramp
+            return self.beta
+        return self.beta * min(1.0, (step + 1) / self.kl_warmup_steps)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """The training objective, mean nats per example (see the module docstring).
+        """The negative training bound with KL weight 1 (ELBO, or IWAE's k-sample bound), mean nats."""
+        return self._objective(x, y, 1.0)
 
-        A call in training mode with gradients enabled counts as one training step of the KL warm-up.
-        """
-        weight = self.kl_weight() if self.training else 1.0
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor | None, step: int) -> torch.Tensor:
+        """The training objective at ``step`` (see the module docstring), mean nats per example."""
+        return self._objective(x, y, self.kl_weight(step))
+
+    def _objective(self, x: torch.Tensor, y: torch.Tensor | None, weight: float) -> torch.Tensor:
         if self.objective == "elbo" or self.num_samples == 1:  # IWAE with k = 1 is the ELBO; closed-form KL
             reconstruction, kl = self.elbo_terms(x, y, self.num_samples)
             bound = reconstruction - weight * kl
         else:
             log_w = self.log_weights(x, self.num_samples, kl_weight=weight, y=y)
             bound = torch.logsumexp(log_w, dim=0) - math.log(self.num_samples)
-        if self.training and torch.is_grad_enabled():
-            with torch.no_grad():
-                self.kl_steps += 1
         return -bound.mean()
 
     @torch.no_grad()
@@ -375,49 +378,3 @@ class VAE(LatentVariableModel):
             mu, log_var = self.top_decoder(z)
             z = reparameterize(mu, log_var, torch.randn(n, self.latent, generator=generator, device=self.device))
         return self.decode_images(z, y, generator=generator, naive=naive)
-
-
-class IWAE(VAE):
-    """The VAE trained on the k-sample importance-weighted bound of [2]; k = ``num_samples`` (5 by default)."""
-
-    def __init__(
-        self,
-        image_shape,
-        levels: int,
-        latent: int = 50,
-        hidden: list[int] | None = None,
-        architecture: str = "mlp",
-        objective: str = "iwae",
-        num_samples: int = 5,
-        beta: float = 1.0,
-        kl_warmup_steps: int = 0,
-        stochastic_layers: int = 1,
-        top_latent: int = 50,
-        top_hidden: list[int] = [100, 100],  # noqa: B006
-        flow: str = "none",
-        flow_steps: int = 2,
-        flow_hidden: list[int] = [64, 64],  # noqa: B006
-        num_classes: int | None = None,
-        decoder: str = "factorized",
-        decoder_options: dict | None = None,
-    ):
-        super().__init__(
-            image_shape,
-            levels,
-            latent,
-            hidden,
-            architecture,
-            objective,
-            num_samples,
-            beta,
-            kl_warmup_steps,
-            stochastic_layers,
-            top_latent,
-            top_hidden,
-            flow,
-            flow_steps,
-            flow_hidden,
-            num_classes,
-            decoder,
-            decoder_options,
-        )
