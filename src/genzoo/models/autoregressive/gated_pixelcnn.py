@@ -46,6 +46,8 @@ class GatedPixelCNN(ImageConditioned, AutoregressiveModel):
     ``condition_blocks``: an image condition, as in ``PixelCNN`` (exclusive with ``num_classes``).
     """
 
+    label_use = "optional"
+
     def __init__(
         self,
         image_shape,
