@@ -21,6 +21,7 @@ from genzoo.data.base import DataError, DynamicallyBinarizedSplit, ImageDataset,
 from genzoo.data.cifar import load_cifar10
 from genzoo.data.digits import load_digits_dataset
 from genzoo.data.idx import load_dynamic_mnist, load_fashion_mnist, load_mnist
+from genzoo.data.photos import load_photos32
 
 __all__ = [
     "load_dataset",
@@ -43,6 +44,8 @@ DATASETS: dict[str, str] = {
     "dynamic-mnist": "MNIST binarized afresh at every training draw; valid/test binarized once, seeded; "
     "1x28x28, 2 levels, 50k/10k/10k",
     "cifar10": "CIFAR-10, 3x32x32, 256 levels, 10 classes, 45k/5k/10k",
+    "photos32": "32x32 patches of the colour photographs bundled in scikit-image and scikit-learn, 3x32x32, "
+    "256 levels, split by photograph 6574/260/371 (bundled, no labels)",
 }
 
 _LOADERS: dict[str, Callable[[Path, bool], ImageDataset]] = {
@@ -52,6 +55,7 @@ _LOADERS: dict[str, Callable[[Path, bool], ImageDataset]] = {
     "binarized-mnist": load_binarized_mnist,
     "dynamic-mnist": load_dynamic_mnist,
     "cifar10": load_cifar10,
+    "photos32": load_photos32,
 }
 
 

@@ -1,0 +1,174 @@
+"""Benchmark: super-resolution or colorization by an image-conditioned autoregressive model, beside the
+baselines, in one run (same data, same test conditions).
+
+    python benchmarks/conditional.py --task superres --scale 4 --data binarized-mnist --data-dir ../shared/data \\
+        --model pixelcnn -o channels=64 -o num_blocks=8 --time 1500 --regression-time 300
+    python benchmarks/conditional.py --task colorize --data photos32 --model pixelcnn++ --time 1500
+    python benchmarks/conditional.py --task superres --scale 2 --data digits --model gated-pixelcnn --time 120
+
+Trains the model with the shared trainer (``genzoo.train``, resumable, best-validation weights kept) on
+the pairs of ``genzoo.data.pairs``, trains the L2 CNN baseline (``genzoo.tasks.baselines``; the model's
+conditioning network with a 1x1 head, unless ``--regression-channels``/``--regression-blocks`` say
+otherwise), then scores on the test split: the model's exact -log p(x | y) on the whole split, and on a
+seeded subset of ``--eval-images`` conditions PSNR, SSIM, consistency, diversity over ``--samples``
+samples, the MNIST digit classifier's accuracy, colourfulness (RGB) for the model's samples, the
+baselines and the truth (``genzoo.tasks.conditional``). Prints one JSON line, appends it to
+benchmarks/results.jsonl, and writes the labelled picture input | bicubic | L2 CNN | samples | truth.
+Run directories go under benchmarks/runs/ (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from train_nll import command_line, device_name, record_result, validation_curve  # noqa: E402
+
+
+def parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def class_labels(dataset, source, data_dir):
+    """Class labels of the test split for the downstream score, and the digit classifier, or (None, None)."""
+    if dataset.source not in ("mnist", "binarized-mnist"):
+        return None, None
+    from genzoo.models.feature_net import feature_network, recovered_labels
+
+    labels = dataset.classes.get("test")
+    if labels is None:
+        labels = recovered_labels(source, data_dir).get("test")
+    return feature_network(source, data_dir), labels
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", choices=("superres", "colorize"), required=True)
+    p.add_argument("--scale", type=int, default=None)
+    p.add_argument("--data", default="digits")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--model", default="pixelcnn")
+    p.add_argument("-o", "--option", action="append", default=[], help="model option key=value (JSON values)")
+    p.add_argument("--time", type=float, default=600.0, help="seconds of training for the model")
+    p.add_argument("--regression-time", type=float, default=300.0, help="seconds of training for the L2 CNN")
+    p.add_argument("--regression-channels", type=int, default=None)
+    p.add_argument("--regression-blocks", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--eval-max-images", type=int, default=1000)
+    p.add_argument("--eval-images", type=int, default=1000, help="conditions scored by the sample metrics")
+    p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--figure-rows", type=int, default=8)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--name", default=None)
+    p.add_argument("--no-save", action="store_true", help="do not append to results.jsonl")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+
+    import genzoo
+    from genzoo.data import load_dataset
+    from genzoo.data.pairs import conditional_dataset
+    from genzoo.tasks import baselines, conditional
+    from genzoo.train import TrainConfig, train
+
+    source = load_dataset(args.data, args.data_dir)
+    data = conditional_dataset(source, args.task, args.scale)
+    options = dict(kv.split("=", 1) for kv in args.option)
+    options = {k: parse_value(v) for k, v in options.items()}
+    name = args.name or f"{data.name}-{args.model}"
+    run_dir = HERE / "runs" / f"conditional-{name}"
+    model = genzoo.create(args.model, data.image_shape, data.levels, **data.model_options(), **options)
+    config = TrainConfig(
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_time=args.time,
+        eval_every=args.eval_every,
+        checkpoint_every=args.eval_every,
+        eval_max_images=args.eval_max_images,
+        progress=False,
+        device="cpu",
+    )
+    result = train(model, data, run_dir, config)
+    model = genzoo.load(run_dir, weights="auto")
+    model_params = sum(p.numel() for p in model.parameters())
+
+    channels = args.regression_channels or options.get("condition_channels", 32)
+    blocks = args.regression_blocks if args.regression_blocks is not None else options.get("condition_blocks", 2)
+    regression = baselines.RegressionCNN(
+        data.image_shape, data.levels, data.condition_shape, data.condition_levels, channels, blocks
+    )
+    regression_fit = baselines.fit_regression(
+        regression, data, run_dir / "regression.safetensors", max_time=args.regression_time, batch_size=64
+    )
+
+    classifier, labels = class_labels(data, source, args.data_dir)
+    t0 = time.perf_counter()
+    index = conditional.evaluation_subset(len(data.test), args.eval_images)
+    drawn = conditional.draw_samples(model, data.test.labels[index].long(), args.samples)
+    sample_seconds = time.perf_counter() - t0
+    scores = conditional.evaluate_task(
+        model, data, "test", args.eval_images, args.samples, 0, regression, classifier, labels, drawn=drawn
+    )
+    rows = torch.arange(args.figure_rows)
+    figure = HERE / "conditional" / f"{name}.png"
+    conditional.task_figure(
+        model,
+        data.test.labels[index[rows]],
+        figure,
+        args.samples,
+        truth=data.test.images[index[rows]],
+        regression=regression,
+        drawn=drawn[:, rows],
+    )
+    record = {
+        "benchmark": "conditional",
+        "name": name,
+        "task": args.task,
+        "scale": data.scale,
+        "data": data.name,
+        "source": data.source,
+        "model": args.model,
+        "options": options,
+        "status": result["status"],
+        "test_nll_nats": scores["nll"]["nll_nats"],
+        "test_nll_nats_stderr": scores["nll"]["nll_nats_stderr"],
+        "test_bits_per_dim": scores["nll"]["bits_per_dim"],
+        "metrics": scores["methods"],
+        "n_images": scores["n_images"],
+        "samples": args.samples,
+        "classifier_test_accuracy": None if classifier is None else classifier.test_accuracy,
+        "params": model_params,
+        "regression_params": baselines.num_parameters(regression),
+        "regression": regression_fit,
+        "steps": result["step"],
+        "epochs": result["epoch"],
+        "train_seconds": result["elapsed"],
+        "train_images_per_sec": result["images_per_sec"],
+        "sample_seconds": sample_seconds,
+        "wall_seconds": time.perf_counter() - started,
+        "weights": model.checkpoint_info.get("weights"),
+        "figure": str(figure.relative_to(HERE)),
+        "device": device_name(torch.device("cpu")),
+        "torch": torch.__version__,
+        "command": command_line(),
+        "valid_curve": validation_curve(run_dir),
+    }
+    print(conditional.format_table(scores), file=sys.stderr)
+    record_result(record, save=not args.no_save)
+
+
+if __name__ == "__main__":
+    main()
