@@ -1,7 +1,11 @@
 """Benchmark: train a model under a wall-time budget, then score the full test split.
 
-    python benchmarks/train_nll.py --model pixelcnn --data binarized-mnist --data-dir ../shared/data --time 1800
-    python benchmarks/train_nll.py --model made -o hidden=[8000] -o num_masks=32 --time 900 --threads 2
+    python benchmarks/train_nll.py --model pixelcnn --data binarized-mnist --time 1800
+    python benchmarks/train_nll.py --model made --preset germain2015-1mask --threads 1 --name made-8000
+
+The flags are those of ``genzoo train`` (generated from TrainConfig, with its defaults), plus --threads and
+--name; ``--preset`` takes a paper's recipe (genzoo.recipes). Each record holds the equivalent
+``genzoo train`` line ("genzoo_command").
 
 Prints one JSON line (test NLL in nats and bits/dim with standard errors, training images/s, parameter
 count, device, torch version, the validation curve, the exact command) and appends it to
@@ -12,6 +16,7 @@ goes under benchmarks/runs/ (not committed). Runs resume from their checkpoint w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import shlex
@@ -75,65 +80,39 @@ def validation_curve(run_dir: Path) -> list[dict]:
 def main() -> int:
     from genzoo.cli import parse_option
     from genzoo.distributed import select_device
-    from genzoo.train import TrainConfig
+    from genzoo.recipes import recipe
+    from genzoo.train_config import add_train_arguments, given_options, make_config
     from genzoo.workflow import train_and_evaluate
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
-    p.add_argument("--data", default="binarized-mnist")
+    p.add_argument("--preset", help="a recipe of genzoo.recipes (model options, data, training config)")
+    p.add_argument("--data", help="dataset (default: the recipe's, else binarized-mnist)")
     p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--time", type=float, required=True, help="training wall-time budget, seconds")
-    p.add_argument("--steps", type=int, help="optional step budget as well")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--schedule", default="constant")
-    p.add_argument("--ema", type=float, default=None)
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--eval-max-images", type=int, default=2000, help="validation subset during training")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--compile", action="store_true")
-    p.add_argument("--name", help="run name (default MODEL-DATA)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="run name (default MODEL-DATA); the run directory is benchmarks/runs/NAME")
     p.add_argument("--fit", choices=["em", "closed-form"], help="fit without gradient steps (mixtures, naive Bayes)")
     p.add_argument("--em-iterations", type=int, help="EM iterations at most (with --fit em)")
     p.add_argument("--eval-k", type=int, default=5000, help="importance samples for latent-variable models")
-    p.add_argument("--optimizer", default="adam")
-    p.add_argument("--momentum", type=float, default=0.0)
-    p.add_argument("--grad-clip", type=float, default=1.0, help="0 disables clipping")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (sgd/adam) or decoupled (adamw)")
+    add_train_arguments(p)  # the same flags, defaults and checks as `genzoo train`
     args = p.parse_args()
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    options = dict(parse_option(o) for o in args.option)
-    name = args.name or f"{args.model}-{args.data}"
+    chosen = recipe(args.model, args.preset) if args.preset else None
+    options = {**(chosen.options if chosen else {}), **dict(parse_option(o) for o in args.option)}
+    data = args.data or (chosen.data if chosen else "binarized-mnist")
+    given = {"progress": sys.stderr.isatty(), **given_options(args)}
+    if args.fit:
+        given.setdefault("max_steps", 1)
+    config = make_config(given, chosen.train if chosen else None)
+    name = args.name or f"{args.model}-{data}"
     run_dir = HERE / "runs" / name
-    config = TrainConfig(
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        ema_decay=args.ema,
-        optimizer=args.optimizer,
-        momentum=args.momentum,
-        grad_clip=args.grad_clip or None,
-        weight_decay=args.weight_decay,
-        max_time=args.time,
-        max_steps=args.steps,
-        eval_every=args.eval_every,
-        eval_max_images=args.eval_max_images,
-        checkpoint_every=500,
-        log_every=50,
-        seed=args.seed,
-        device=args.device,
-        compile=args.compile,
-        progress=sys.stderr.isatty(),
-    )
     start = time.time()
     results = train_and_evaluate(
         args.model,
-        args.data,
+        data,
         run_dir,
         config,
         data_dir=args.data_dir,
@@ -147,8 +126,10 @@ def main() -> int:
         "benchmark": "train_nll",
         "name": name,
         "model": args.model,
-        "data": args.data,
+        "preset": args.preset,
+        "data": data,
         "options": options,
+        "train_config": dataclasses.asdict(config),
         "status": results.get("status"),
         "test_nll_nats": results.get("test", {}).get("nll_nats"),
         "test_nll_nats_stderr": results.get("test", {}).get("nll_nats_stderr"),
@@ -160,13 +141,30 @@ def main() -> int:
         "epochs": results.get("epoch"),
         "train_seconds": results.get("elapsed"),
         "wall_seconds": time.time() - start,
-        "device": device_name(select_device(args.device)),
+        "cpu_seconds": time.process_time(),
+        "device": device_name(select_device(config.device)),
         "torch": torch.__version__,
         "command": command_line(),
+        "genzoo_command": genzoo_command(args.model, data, args.data_dir, run_dir),
         "valid_curve": validation_curve(run_dir),
     }
     record_result(record)
     return 0
+
+
+def genzoo_command(model: str, data: str, data_dir: str, run_dir: Path) -> str:
+    """The ``genzoo train`` line equivalent to this benchmark run (its flags are the same)."""
+    skip = {"--model", "--name", "--threads", "--data", "--data-dir"}
+    argv, out, i = sys.argv[1:], [], 0
+    while i < len(argv):
+        if argv[i] in skip:
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    rest = " ".join(shlex.quote(a) for a in out)
+    where = f"--data-dir {shlex.quote(data_dir)} --run-dir {run_dir.relative_to(HERE.parent)}"
+    return f"OMP_NUM_THREADS=1 genzoo train {model} --data {data} {rest} {where}"
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 ARCHITECTURES = ("mlp", "conv")
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}  # of the "mlp" architecture
 
 
 def mlp(widths: Sequence[int], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
@@ -55,18 +56,18 @@ class _PixelLogits(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-    def __init__(self, image_shape, hidden: Sequence[int], out_features: int):
+    def __init__(self, image_shape, hidden: Sequence[int], out_features: int, activation: str = "tanh"):
         super().__init__()
-        self.net = mlp([math.prod(image_shape), *hidden, out_features])
+        self.net = mlp([math.prod(image_shape), *hidden, out_features], ACTIVATIONS[activation])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))
 
 
 class MLPDecoder(nn.Module):
-    def __init__(self, in_features: int, hidden: Sequence[int], image_shape, k: int):
+    def __init__(self, in_features: int, hidden: Sequence[int], image_shape, k: int, activation: str = "tanh"):
         super().__init__()
-        self.net = mlp([in_features, *reversed(hidden), math.prod(image_shape) * k])
+        self.net = mlp([in_features, *reversed(hidden), math.prod(image_shape) * k], ACTIVATIONS[activation])
         self.logits = _PixelLogits(tuple(image_shape), k)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -109,11 +110,19 @@ class ConvDecoder(nn.Module):
         return self.logits(self.convs(self.linear(z).reshape(-1, *self.start)))
 
 
-def image_encoder(architecture: str, image_shape, hidden: Sequence[int], out_features: int) -> nn.Module:
-    """Images (N, C, H, W) as floats -> (N, out_features)."""
-    return (MLPEncoder if architecture == "mlp" else ConvEncoder)(image_shape, hidden, out_features)
+def image_encoder(
+    architecture: str, image_shape, hidden: Sequence[int], out_features: int, activation: str = "tanh"
+) -> nn.Module:
+    """Images (N, C, H, W) as floats -> (N, out_features); ``activation`` of the MLP (convs use ELU)."""
+    if architecture == "mlp":
+        return MLPEncoder(image_shape, hidden, out_features, activation)
+    return ConvEncoder(image_shape, hidden, out_features)
 
 
-def image_decoder(architecture: str, in_features: int, hidden: Sequence[int], image_shape, k: int) -> nn.Module:
+def image_decoder(
+    architecture: str, in_features: int, hidden: Sequence[int], image_shape, k: int, activation: str = "tanh"
+) -> nn.Module:
     """Vectors (M, in_features) -> per-subpixel logits (M, C, H, W) or (M, C, H, W, k)."""
-    return (MLPDecoder if architecture == "mlp" else ConvDecoder)(in_features, hidden, image_shape, k)
+    if architecture == "mlp":
+        return MLPDecoder(in_features, hidden, image_shape, k, activation)
+    return ConvDecoder(in_features, hidden, image_shape, k)

@@ -157,10 +157,17 @@ class DCGAN(AdversarialModel):
         return self.generator(z, y)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """The discriminator's loss (without gradient penalty) on ``x`` against as many generated images."""
+        """The discriminator's loss (without gradient penalty) on ``x`` against as many generated images,
+        with both networks in eval mode (batch norm uses its running statistics): it changes no state."""
         self.check_images(x)
         y = self.check_labels(y, x.shape[0])
-        loss, _ = self._discriminator_loss(dequantize(x, self.levels), self.generate(x.shape[0], y), y, penalty=False)
+        was_training = self.training
+        self.eval()
+        try:
+            fake = self.generate(x.shape[0], y)
+            loss, _ = self._discriminator_loss(dequantize(x, self.levels), fake, y, penalty=False)
+        finally:
+            self.train(was_training)
         return loss
 
     def sample(

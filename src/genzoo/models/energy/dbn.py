@@ -148,7 +148,7 @@ class DBN(LatentVariableModel):
         states = states.reshape(x.shape[0], *rbm.image_shape)
         if starts:
             rbm.init_biases(states)
-        return rbm.loss(states) if step is None else rbm.training_loss(states, None, step)
+        return rbm.loss(states) if step is None else rbm.training_loss(states, None, step - k * self.steps_per_layer)
 
     def init_from_data(self, train) -> None:
         """Set the first RBM's visible (and base-rate) biases from the data marginals (RBM.init_from_data)."""

@@ -52,7 +52,12 @@ def uniform(shape, device, generator: torch.Generator | None = None) -> torch.Te
 
 
 class RBM(EnergyModel):
-    """RBM with ``hidden`` binary hidden units; see the module docstring for training and likelihoods."""
+    """RBM with ``hidden`` binary hidden units; see the module docstring for training and likelihoods.
+
+    ``cd_steps``: Gibbs sweeps k of CD-k / PCD; ``cd_ramp_steps`` > 0 raises k linearly from 1 to
+    ``cd_steps`` over that many training steps (as Salakhutdinov's RBM code raises k during learning);
+    ``num_chains``: PCD chains; ``burn_in``: Gibbs sweeps when sampling; ``init_std``: weight init scale.
+    """
 
     def __init__(
         self,
@@ -64,6 +69,7 @@ class RBM(EnergyModel):
         num_chains: int = 100,
         burn_in: int = 1000,
         init_std: float = 0.01,
+        cd_ramp_steps: int = 0,
     ):
         super().__init__(image_shape, levels)
         for name, value, low in (
@@ -71,13 +77,14 @@ class RBM(EnergyModel):
             ("cd_steps", cd_steps, 1),
             ("num_chains", num_chains, 1),
             ("burn_in", burn_in, 0),
+            ("cd_ramp_steps", cd_ramp_steps, 0),
         ):
             if int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if not init_std >= 0:
             raise ValueError(f"init_std must be >= 0, got {init_std!r}")
         self.hidden, self.cd_steps, self.persistent = int(hidden), int(cd_steps), bool(persistent)
-        self.num_chains, self.burn_in = int(num_chains), int(burn_in)
+        self.num_chains, self.burn_in, self.cd_ramp_steps = int(num_chains), int(burn_in), int(cd_ramp_steps)
         num_visible = self.num_dims * (1 if self.levels == 2 else self.levels)
         self.weight = nn.Parameter(torch.randn(self.hidden, num_visible) * init_std)  # W: (hidden, visible units)
         self.visible_bias = nn.Parameter(torch.zeros(num_visible))
@@ -142,18 +149,24 @@ class RBM(EnergyModel):
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """CD-k surrogate from the data (see the module docstring): its gradient is the CD update, its value
         no likelihood. Changes no state."""
-        return self._surrogate(x, persistent=False)
+        return self._surrogate(x, persistent=False, sweeps=self.cd_steps)
+
+    def cd_steps_at(self, step: int) -> int:
+        """The Gibbs sweeps k of training step ``step`` (0-based): ``cd_steps``, or its ramp from 1."""
+        if self.cd_ramp_steps == 0:
+            return self.cd_steps
+        return min(self.cd_steps, 1 + (self.cd_steps - 1) * step // self.cd_ramp_steps)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor | None, step: int) -> torch.Tensor:
         """The CD-k or (with ``persistent``) PCD surrogate of a training step; PCD advances the chains."""
-        return self._surrogate(x, persistent=self.persistent)
+        return self._surrogate(x, persistent=self.persistent, sweeps=self.cd_steps_at(step))
 
-    def _surrogate(self, x: torch.Tensor, persistent: bool) -> torch.Tensor:
+    def _surrogate(self, x: torch.Tensor, persistent: bool, sweeps: int) -> torch.Tensor:
         self.check_images(x)
         with torch.autocast(x.device.type, enabled=False):  # free-energy differences need float32
             with torch.no_grad():
                 v = self._persistent_chains() if persistent else x.reshape(x.shape[0], -1)
-                for _ in range(self.cd_steps):
+                for _ in range(sweeps):
                     v = self._gibbs_step(v)
                 if persistent:
                     self.chains.copy_(v)

@@ -50,7 +50,7 @@ from genzoo.models.base import LatentVariableModel
 from genzoo.models.latent.decoders import DECODERS, PixelCNNDecoder, pick_levels
 from genzoo.models.latent.flows import FLOWS, Flow
 from genzoo.nn.distributions import discrete_log_prob, num_params, symmetric_inputs
-from genzoo.nn.encoders import ARCHITECTURES, image_decoder, image_encoder, mlp
+from genzoo.nn.encoders import ACTIVATIONS, ARCHITECTURES, image_decoder, image_encoder, mlp
 from genzoo.nn.gaussian import (
     GaussianHead,
     gaussian_log_prob,
@@ -71,7 +71,8 @@ class VAE(LatentVariableModel):
     in ``DEFAULT_HIDDEN``); ``num_samples``: samples per example in the training objective (the k of
     IWAE); ``top_latent``/``top_hidden``: size of z2 and widths of the z1 <-> z2 networks (2 layers only);
     ``flow_hidden``: MADE widths of each IAF step; ``flow``, ``flow_steps``, ``num_classes``, ``decoder``,
-    ``decoder_options``: see the module docstring.
+    ``decoder_options``: see the module docstring; ``activation``: tanh (as in [1, 2]), relu or elu between
+    the MLP layers (the conv architecture uses ELU).
     """
 
     label_use = "optional"
@@ -97,6 +98,7 @@ class VAE(LatentVariableModel):
         num_classes: int | None = None,
         decoder: str = "factorized",
         decoder_options: dict | None = None,
+        activation: str = "tanh",
     ):
         super().__init__(image_shape, levels, None if num_classes is None else int(num_classes))
         if architecture not in ARCHITECTURES:
@@ -118,6 +120,7 @@ class VAE(LatentVariableModel):
             (flow in FLOWS, f"flow must be one of {', '.join(FLOWS)}"),
             (decoder in DECODERS, f"decoder must be one of {', '.join(DECODERS)}"),
             (num_classes is None or int(num_classes) >= 1, "num_classes must be None or >= 1"),
+            (activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -139,19 +142,18 @@ class VAE(LatentVariableModel):
         )
         # the encoder's outputs: mu and log_var of q0(z1|x), then the flow's context (GaussianHead keeps
         # the checkpoint keys of the plain VAE; ``posterior`` splits the three parts)
-        self.encoder = GaussianHead(image_encoder(architecture, seen, hidden, 2 * self.latent + context))
+        self.encoder = GaussianHead(image_encoder(architecture, seen, hidden, 2 * self.latent + context, activation))
         if decoder == "pixelcnn":
             self.decoder = PixelCNNDecoder(
                 self.latent + labels, self.image_shape, self.levels, architecture, hidden, decoder_options
             )
         else:
             self.decoder = image_decoder(
-                architecture, self.latent + labels, hidden, self.image_shape, num_params(self.levels)
+                architecture, self.latent + labels, hidden, self.image_shape, num_params(self.levels), activation
             )
         if self.layers == 2:
             self.top_encoder = GaussianHead(mlp([self.latent, *top_hidden, 2 * self.top_latent]))
             self.top_decoder = GaussianHead(mlp([self.top_latent, *reversed(top_hidden), 2 * self.latent]))
-        # training steps taken, for the KL warm-up: a buffer, so checkpoints (and resume) carry it
 
     # the pieces: q(z1|x), noise, latents with log p(z) - log q(z|x), log p(x|z1)
 
