@@ -40,18 +40,6 @@ def parse_value(text: str):
         return text
 
 
-def class_labels(dataset, source, data_dir):
-    """Class labels of the test split for the downstream score, and the digit classifier, or (None, None)."""
-    if dataset.source not in ("mnist", "binarized-mnist"):
-        return None, None
-    from genzoo.models.feature_net import feature_network, recovered_labels
-
-    labels = dataset.classes.get("test")
-    if labels is None:
-        labels = recovered_labels(source, data_dir).get("test")
-    return feature_network(source, data_dir), labels
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", choices=("superres", "colorize"), required=True)
@@ -114,7 +102,7 @@ def main() -> None:
         regression, data, run_dir / "regression.safetensors", max_time=args.regression_time, batch_size=64
     )
 
-    classifier, labels = class_labels(data, source, args.data_dir)
+    classifier, labels = conditional.digit_classifier(data, args.data_dir)
     t0 = time.perf_counter()
     index = conditional.evaluation_subset(len(data.test), args.eval_images)
     drawn = conditional.draw_samples(model, data.test.labels[index].long(), args.samples)

@@ -217,3 +217,26 @@ def test_colorize_picture_of_an_rgb_model(tmp_path):
     assert path.exists()
     scores = conditional.evaluate_task(model, toy, n_images=4, samples=2, nll=False)
     assert {"gray", "model"} <= set(scores["methods"]) and "colourfulness" in scores["methods"]["model"]
+
+
+def test_task_names_round_trip_through_load_task_dataset():
+    from genzoo.data.pairs import load_task_dataset, parse_task_name
+
+    assert parse_task_name("binarized-mnist-superres4") == ("binarized-mnist", "superres", 4)
+    assert parse_task_name("photos32-colorize") == ("photos32", "colorize", None)
+    assert parse_task_name("digits") is None
+    data = load_task_dataset("digits-superres2")
+    assert data.name == "digits-superres2" and data.condition_shape == (1, 4, 4)
+    assert conditional.digit_classifier(data) == (None, None)  # a downstream score for MNIST only
+
+
+def test_sample_figure_from_a_png_and_from_indices(tmp_path):
+    data = superres_dataset(load_dataset("digits"), 2)
+    model = genzoo.create("pixelcnn", (1, 8, 8), 17, channels=8, num_blocks=1, **data.model_options()).eval()
+    Image.fromarray(np.full((4, 4), 200, dtype=np.uint8)).save(tmp_path / "low.png")
+    a = conditional.sample_figure(model, tmp_path / "a.png", condition_png=tmp_path / "low.png", samples=2)
+    b = conditional.sample_figure(model, tmp_path / "b.png", dataset=data, indices=[0, 5], samples=2)
+    with Image.open(a) as one, Image.open(b) as two:
+        assert two.height > one.height and two.width > one.width  # two rows; a truth column
+    with pytest.raises(ValueError, match="indices"):
+        conditional.sample_figure(model, tmp_path / "c.png", dataset=data, indices=[270])

@@ -28,6 +28,7 @@ for downstream scores (a digit classifier's accuracy on super-resolved digits).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -175,3 +176,24 @@ def conditional_dataset(dataset: ImageDataset, task: str, scale: int | None = No
     if task == "colorize":
         return colorize_dataset(dataset)
     raise ValueError(f"unknown task {task!r}; use superres or colorize")
+
+
+def parse_task_name(name: str) -> tuple[str, str, int | None] | None:
+    """("mnist", "superres", 4) for "mnist-superres4", ("photos32", "colorize", None) for "photos32-colorize",
+    None for a plain dataset name: the names ``superres_dataset`` and ``colorize_dataset`` give."""
+    match = re.fullmatch(r"(.+)-(superres(\d+)|colorize)", name)
+    if match is None:
+        return None
+    return match.group(1), "superres" if match.group(3) else "colorize", int(match.group(3)) if match.group(3) else None
+
+
+def load_task_dataset(name: str, data_dir=None, download: bool = True) -> ImageDataset:
+    """``load_dataset(name)``, also for the conditional names ("mnist-superres4", "photos32-colorize") that a
+    run records as its data, so that ``genzoo eval RUN`` can rebuild the pairs it was trained on."""
+    from genzoo.data import load_dataset
+
+    parsed = parse_task_name(name)
+    if parsed is None:
+        return load_dataset(name, data_dir, download)
+    source, task, scale = parsed
+    return conditional_dataset(load_dataset(source, data_dir, download), task, scale)

@@ -321,6 +321,60 @@ def task_figure(
     return comparison_figure(columns, path, row_titles)
 
 
+def sample_figure(
+    model,
+    path,
+    *,
+    condition_png=None,
+    dataset=None,
+    indices=None,
+    split: str = "test",
+    samples: int = 4,
+    seed: int = 0,
+    regression=None,
+):
+    """``genzoo sample RUN --from low.png | --index I -o out.png`` in one call; returns the path.
+
+    With ``condition_png``: that picture is the condition (``load_condition_png``), no truth column. Else
+    the conditions (and the truth) of ``dataset.split(split)`` at ``indices`` (default: the first 8 of
+    ``evaluation_subset``), as the picture ``train`` writes at the end of a run.
+    """
+    if condition_png is not None:
+        y = load_condition_png(condition_png, model.condition_shape, model.condition_levels)
+        return task_figure(model, y, path, samples, regression=regression, seed=seed)
+    if dataset is None:
+        raise ValueError("give condition_png or a dataset (with indices)")
+    part = dataset.split(split)
+    if indices is None:
+        indices = evaluation_subset(len(part), 8, seed)
+    indices = torch.as_tensor(indices).long().reshape(-1)
+    if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= len(part)):
+        raise ValueError(f"indices must be in [0, {len(part)}) for the {split} split")
+    y, truth = part.labels[indices], part.images[indices].long()
+    titles = [f"#{int(i)}" for i in indices]
+    return task_figure(model, y, path, samples, truth=truth, regression=regression, seed=seed, row_titles=titles)
+
+
+def digit_classifier(dataset, data_dir=None):
+    """(classifier, class labels of the test split) for the downstream score, or (None, None).
+
+    For super-resolution of ``mnist`` and ``binarized-mnist``: the digit classifier of
+    ``genzoo.models.feature_net`` (trained and cached on first use; binary MNIST's is trained on MNIST
+    binarized at every draw) and the test labels (binarized MNIST's recovered from the aligned MNIST test
+    set).
+    """
+    if getattr(dataset, "source", None) not in ("mnist", "binarized-mnist"):
+        return None, None
+    from genzoo.data import load_dataset
+    from genzoo.models.feature_net import feature_network, recovered_labels
+
+    source = load_dataset(dataset.source, data_dir)
+    labels = dataset.classes.get("test")
+    if labels is None:
+        labels = recovered_labels(source, data_dir).get("test")
+    return feature_network(source, data_dir), labels
+
+
 def load_condition_png(path, condition_shape, condition_levels: int) -> torch.Tensor:
     """A condition image read from a PNG (or any file PIL reads): uint8 (1, C', h, w) in [0, condition_levels).
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Super-resolution and colorization (benchmarks/conditional.py): image-conditioned autoregressive models
+# beside nearest/bicubic/gray and the L2 CNN, one CPU thread, one run at a time, fixed wall-time budgets.
+# Logs in benchmarks/logs/conditional-*.log, results in results.jsonl, pictures in benchmarks/conditional/.
+# FROM=k skips the first k-1 runs (e.g. after an interruption; a repeated run resumes its checkpoint).
+set -u
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data}
+FROM=${FROM:-1}
+B="python benchmarks/conditional.py --threads 1"
+i=0
+run() { i=$((i + 1)); name=$1; shift; [ "$i" -lt "$FROM" ] && return; $B --name "$name" "$@" > "benchmarks/logs/conditional-$name.log" 2>&1; }
+# 1. MNIST 7x7 -> 28x28 (binarized; the condition is the count of ones per 4x4 block, 17 levels)
+run binarized-mnist-sr4-pixelcnn --task superres --scale 4 --data binarized-mnist --data-dir "$DATA" --model pixelcnn \
+    -o channels=64 -o num_blocks=8 --time 1500 --regression-time 300 --regression-channels 48 --regression-blocks 3 \
+    --eval-every 1000 --eval-images 1000
+# 2. colorization of the bundled photographs: p(RGB | luminance), 256 levels
+run photos32-colorize-pixelcnn --task colorize --data photos32 --model pixelcnn -o channels=48 -o num_blocks=6 \
+    --batch-size 16 --time 1200 --regression-time 240 --regression-channels 48 --regression-blocks 2 \
+    --eval-every 500 --eval-images 371
+# 3. the bundled digits, 4x4 -> 8x8, every image-conditioned model, 2 minutes each
+D="--task superres --scale 2 --data digits --time 120 --regression-time 60 --eval-every 500 --eval-images 270"
+run digits-sr2-pixelcnn $D --model pixelcnn -o channels=32 -o num_blocks=4
+run digits-sr2-gated-pixelcnn $D --model gated-pixelcnn -o channels=32 -o num_layers=5 -o kernel_size=3
+run digits-sr2-pixelcnn-pp $D --model pixelcnn++ -o channels=32 -o num_resnet=2 -o num_resolutions=2 -o dropout=0.0 \
+    -o num_mixtures=5
+run digits-sr2-pixelsnail $D --model pixelsnail -o channels=32 -o num_blocks=2 -o num_resnet=1
+# 4. MNIST 14x14 -> 28x28 (binarized)
+run binarized-mnist-sr2-pixelcnn --task superres --scale 2 --data binarized-mnist --data-dir "$DATA" --model pixelcnn \
+    -o channels=64 -o num_blocks=8 --time 900 --regression-time 180 --regression-channels 48 --regression-blocks 3 \
+    --eval-every 1000 --eval-images 1000
+# 5. 8-bit MNIST 7x7 -> 28x28 (256 levels, softmax)
+run mnist-sr4-pixelcnn --task superres --scale 4 --data mnist --data-dir "$DATA" --model pixelcnn \
+    -o channels=64 -o num_blocks=8 --time 900 --regression-time 180 --regression-channels 48 --regression-blocks 3 \
+    --eval-every 1000 --eval-images 1000
