@@ -40,8 +40,42 @@ def parse_value(text: str):
         return text
 
 
+def summarize() -> str:
+    """Markdown: one table per conditional run in results.jsonl (the newest record of each name)."""
+    from genzoo.tasks.conditional import format_table
+
+    records = {}
+    for line in (HERE / "results.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("benchmark") == "conditional":
+            records[record["name"]] = record
+    out = []
+    for name, r in records.items():
+        minutes = r["train_seconds"] / 60
+        out.append(
+            f"### {name}\n\n{r['data']} ({r['task']}), {r['model']} {json.dumps(r['options'])}, {r['params']:,} "
+            f"parameters; L2 CNN {r['regression_params']:,} parameters. Trained {minutes:.1f} min ({r['steps']} steps, "
+            f"{r['epochs']:.2f} epochs; L2 CNN {r['regression']['elapsed'] / 60:.1f} min), weights {r['weights']}. "
+            f"Test -log p(x | y) = {r['test_nll_nats']:.2f} ± {r['test_nll_nats_stderr']:.2f} nats "
+            f"({r['test_bits_per_dim']:.4f} bits/dim), whole test split. Sample metrics on {r['n_images']} test "
+            f"conditions, {r['samples']} samples each (sampling took {r['sample_seconds']:.0f} s)"
+            + (
+                f"; digit classifier accuracy on the real test images {r['metrics']['truth']['accuracy']:.4f}."
+                if "accuracy" in r["metrics"]["truth"]
+                else "."
+            )
+            + f"\n\n{format_table({'methods': r['metrics']})}\n\n![{name}]({r['figure']})\n\n"
+            f"`{r['command']}` ({r['device']}, torch {r['torch']})\n"
+        )
+    return "\n".join(out)
+
+
 def main() -> None:
+    if "--summarize" in sys.argv:
+        print(summarize())
+        return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--summarize", action="store_true", help="print the markdown tables of the recorded runs")
     p.add_argument("--task", choices=("superres", "colorize"), required=True)
     p.add_argument("--scale", type=int, default=None)
     p.add_argument("--data", default="digits")
