@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+
+from genzoo.atomic import atomic_path
 
 METADATA_KEY = "genzoo"
 MODEL_FILE = "model.safetensors"  # a run's last weights
@@ -29,18 +30,13 @@ class CheckpointError(ValueError):
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
     """Atomically write ``tensors`` and JSON ``metadata`` to one safetensors file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # clone: safetensors refuses tensors that share memory (tied weights, expanded views)
     contiguous = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(contiguous, tmp, metadata={METADATA_KEY: json.dumps(metadata)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        try:
+            save_file(contiguous, str(tmp), metadata={METADATA_KEY: json.dumps(metadata)})
+        except SafetensorError as err:  # e.g. "No space left on device"
+            raise OSError(str(err)) from None
 
 
 def _unreadable(path: Path, err: Exception) -> CheckpointError:

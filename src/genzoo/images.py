@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from genzoo.atomic import atomic_path
 
 
 def to_uint8(images: torch.Tensor, levels: int) -> np.ndarray:
@@ -37,14 +38,6 @@ def grid(images: torch.Tensor, levels: int, nrow: int | None = None, pad: int = 
 
 def save_grid(images: torch.Tensor, levels: int, path: str | os.PathLike, nrow: int | None = None) -> Path:
     """Write a PNG grid of ``images`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         grid(images, levels, nrow).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)

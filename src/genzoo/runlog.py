@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import time
 from pathlib import Path
 
 import torch
 
+from genzoo.atomic import write_text
 from genzoo.distributed import Distributed
 
 LOG_FILE = "log.jsonl"
@@ -109,9 +109,7 @@ def truncate_log(path: Path, step: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             continue
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+    write_text(path, "".join(line + "\n" for line in keep))
 
 
 class RunLog:

@@ -5,9 +5,9 @@ A dataset declares its files as ``RemoteFile`` entries (local name, URLs canonic
 
 * a file already there that verifies is used as is; one that fails its checksum is reported as corrupt
   and never overwritten (the user decides what to do with it);
-* a missing file is downloaded (when ``download=True``) into a temporary file in the same folder, checked
-  for truncation and checksum, then moved into place with ``os.replace`` (atomic: no half file is ever
-  visible under the real name). A failing URL is reported and the next one is tried;
+* a missing file is downloaded (when ``download=True``, by pooch's HTTP downloader) into a temporary file
+  in the same folder, checked for truncation and checksum, then moved into place (``genzoo.atomic``: no
+  half file is ever visible under the real name). A failing URL is reported and the next one is tried;
 * when nothing can be fetched (no network, ``download=False``), the ``DataError`` lists which files to
   put where (full paths) and where to get them.
 
@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import os
-import tempfile
-import urllib.error
-import urllib.request
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from genzoo.atomic import WriteError, atomic_path, ensure_directory
 from genzoo.data.base import DataError
 
 MIRROR_ENV = "GENZOO_MIRROR"
@@ -141,60 +139,32 @@ def candidates(dataset_dir: Path, remote: RemoteFile, mirrors: Sequence[str] | N
 
 
 def fetch_to(url: str, dest: Path, remote: RemoteFile, timeout: float = TIMEOUT_S, progress: bool | None = None):
-    """Download ``url`` to ``dest`` atomically, checking length and checksum; DataError on any failure.
+    """Download ``url`` to ``dest`` atomically with pooch's HTTP downloader, then check the length and the
+    checksum; DataError on any failure.
 
-    The data goes to a temporary file beside ``dest`` that is removed on failure and renamed to
-    ``dest`` only once complete and verified.
+    The data goes to a temporary file beside ``dest`` (``genzoo.atomic``) that is removed on failure and
+    renamed to ``dest`` only once complete and verified.
     """
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    import pooch
+    import requests
+
+    show = progress if progress is not None else sys.stderr.isatty()
+    downloader = pooch.HTTPDownloader(progressbar=bool(show), chunk_size=CHUNK_BYTES, timeout=timeout)
     try:
-        with os.fdopen(fd, "wb") as out:
-            _copy_response(url, out, dest.name, timeout, progress)
-        problem = checksum_problem(tmp, remote)
-        if problem:
-            raise DataError(f"{url}: downloaded file fails its checksum ({problem})")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a data file is world-readable
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _copy_response(url: str, out, label: str, timeout: float, progress: bool | None):
-    """Stream the body of ``url`` into the open file ``out``; DataError if unreachable or truncated."""
-    from tqdm.auto import tqdm
-
-    try:
-        response = urllib.request.urlopen(url, timeout=timeout)
-    except urllib.error.HTTPError as e:
-        raise DataError(f"{url}: HTTP {e.code} {e.reason}") from e
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        raise DataError(f"{url}: unreachable ({getattr(e, 'reason', e)})") from e
-    with response:
-        length = response.headers.get("Content-Length")
-        expected = int(length) if length and length.isdigit() else None
-        received = 0
-        with tqdm(
-            total=expected,
-            unit="B",
-            unit_scale=True,
-            desc=label,
-            leave=False,
-            disable=None if progress is None else not progress,
-        ) as bar:
+        with atomic_path(dest) as tmp:
             try:
-                while chunk := response.read(CHUNK_BYTES):
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-            except (http.client.IncompleteRead, OSError) as e:
-                raise DataError(
-                    f"{url}: download interrupted after {received} bytes"
-                    + (f" of {expected}" if expected else "")
-                    + f" ({type(e).__name__})"
-                ) from e
-    if expected is not None and received != expected:
-        raise DataError(f"{url}: truncated download, received {received} of {expected} bytes")
+                downloader(url, str(tmp), None)
+            except requests.HTTPError as e:
+                raise DataError(f"{url}: HTTP {e.response.status_code} {e.response.reason}") from None
+            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as e:
+                raise DataError(f"{url}: download interrupted, the data is truncated ({e})") from None
+            except requests.RequestException as e:
+                raise DataError(f"{url}: unreachable ({type(e).__name__}: {e})") from None
+            problem = checksum_problem(tmp, remote)
+            if problem:
+                raise DataError(f"{url}: downloaded file fails its checksum ({problem})")
+    except WriteError as e:
+        raise DataError(f"{e}; {url} could not be saved there") from None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -239,7 +209,10 @@ def ensure_files(
 
 def _download_one(dataset_dir: Path, remote: RemoteFile, mirrors, timeout, still_missing) -> Path:
     """Try each candidate URL in turn; the local path of the first verified download."""
-    dataset_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        ensure_directory(dataset_dir)
+    except WriteError as e:
+        raise DataError(f"{e}.\n{manual_instructions(dataset_dir, still_missing)}") from None
     failures = []
     for url, name in candidates(dataset_dir, remote, mirrors):
         try:

@@ -17,13 +17,12 @@ adjusted Rand index and normalized mutual information against the labels.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from genzoo.atomic import atomic_path
 from genzoo.data.base import ImageSplit
 
 
@@ -174,15 +173,8 @@ def reconstruct(model, split: ImageSplit, indices: list[int], seed: int = 0, mea
 def save_array(path, array: np.ndarray) -> Path:
     """Write ``array`` as a .npy file (never pickled), atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
     return path
 
 

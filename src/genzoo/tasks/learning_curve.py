@@ -14,15 +14,14 @@ with few examples, logistic regression with many.
 from __future__ import annotations
 
 import csv
-import os
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from genzoo.atomic import atomic_path
 from genzoo.data.base import ImageDataset
 
 # name -> factory(dataset) -> an unfitted classifier with fit(images, labels) and predict(images)
@@ -110,14 +109,11 @@ def learning_curve(
 def write_csv(rows: list[dict], path) -> Path:
     """One line per row; the per-seed errors joined by ';'. Written atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".csv")
-    with os.fdopen(fd, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["classifier", "size", "seeds", "error_mean", "error_sd", "errors"])
         writer.writeheader()
         for row in rows:
             writer.writerow({**row, "errors": ";".join(f"{e:.6f}" for e in row["errors"])})
-    os.replace(tmp, path)
     return path
 
 
