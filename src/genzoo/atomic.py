@@ -16,11 +16,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from genzoo.errors import WriteError
+
+__all__ = ["WriteError", "atomic_path", "ensure_directory", "remove_stale_temporaries", "write_text"]
+
 TEMP_SUFFIX = ".tmp"
-
-
-class WriteError(OSError):
-    """A file could not be written; the previous file at that path, if any, is untouched."""
 
 
 def _reason(err: OSError) -> str:

@@ -17,15 +17,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from genzoo.atomic import atomic_path
+from genzoo.errors import CheckpointError, UsageError
 
 METADATA_KEY = "genzoo"
 MODEL_FILE = "model.safetensors"  # a run's last weights
 BEST_FILE = "model_best.safetensors"  # a run's weights at its best validation score (early stopping)
 WEIGHTS = ("last", "best", "auto")  # which weights of a run directory ``load`` reads
-
-
-class CheckpointError(ValueError):
-    """The file is not a readable genzoo checkpoint."""
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
@@ -146,7 +143,7 @@ def resolve_model_file(path: str | os.PathLike, weights: str = "last") -> Path:
     ("best" then requires it to hold best-validation weights, checked by ``load``).
     """
     if weights not in WEIGHTS:
-        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+        raise UsageError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     path = Path(path)
     if not path.is_dir():
         return path

@@ -23,11 +23,9 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_USAGE = 2
+from genzoo.errors import GenzooError, UsageError
 
-
-class UsageError(Exception):
-    """A problem with what the user asked for: reported in one line, exit code 2."""
+EXIT_USAGE = UsageError.exit_code
 
 
 def parse_option(text: str) -> tuple[str, object]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from genzoo.errors import UsageError
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -173,7 +175,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
 }
 
 
-class UnknownRecipeError(ValueError):
+class UnknownRecipeError(UsageError):
     pass
 
 

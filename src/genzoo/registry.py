@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
+
+from genzoo.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ MODELS: dict[str, Entry] = {
 }
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(UsageError):
     pass
 
 
@@ -102,6 +106,50 @@ def options_of(name: str) -> list[inspect.Parameter]:
     return [p for n, p in signature.parameters.items() if n not in ("self", "image_shape", "levels")]
 
 
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether an option value (as JSON gives it) fits a constructor annotation."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in (Any, inspect.Parameter.empty):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, (list, tuple)) and (not args or all(_matches(v, args[0]) for v in value))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True  # an annotation this check does not know: the constructor validates
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    return str(hint).replace("typing.", "") if typing.get_args(hint) else getattr(hint, "__name__", str(hint))
+
+
+def check_option_types(name: str, options: dict[str, Any]) -> None:
+    """UsageError for an option whose value does not fit the annotation of model ``name``'s constructor."""
+    init = inspect.unwrap(model_class(name).__init__)
+    try:
+        hints = typing.get_type_hints(init)
+    except Exception:  # noqa: BLE001 (an annotation that cannot be evaluated: leave it to the constructor)
+        return
+    for key, value in options.items():
+        if key in hints and not _matches(value, hints[key]):
+            raise UsageError(f"option {key}={value!r} of model {name!r} must be {_type_name(hints[key])}")
+
+
 def create(name: str, image_shape, levels: int, **options: Any):
     """Build model ``name`` for images of ``image_shape`` (C, H, W) with ``levels`` values per subpixel.
 
@@ -112,17 +160,21 @@ def create(name: str, image_shape, levels: int, **options: Any):
     e, cls = entry(name), model_class(name)
     image_shape = tuple(int(s) for s in image_shape)
     if len(image_shape) != 3 or min(image_shape) < 1:
-        raise ValueError(f"image_shape must be (C, H, W) with positive sizes, got {image_shape}")
+        raise UsageError(f"image_shape must be (C, H, W) with positive sizes, got {image_shape}")
     if int(levels) < 2:
-        raise ValueError(f"levels must be >= 2, got {levels}")
+        raise UsageError(f"levels must be >= 2, got {levels}")
     options = {**e.options, **options}
     signature = inspect.signature(cls.__init__)
     try:
         signature.bind(None, image_shape=image_shape, levels=int(levels), **options)
     except TypeError as err:
         allowed = ", ".join(p.name for p in options_of(name))
-        raise ValueError(f"bad options for model {name!r}: {err}; its options are: {allowed}") from None
-    model = cls(image_shape=image_shape, levels=int(levels), **options)
+        raise UsageError(f"bad options for model {name!r}: {err}; its options are: {allowed}") from None
+    check_option_types(name, options)
+    try:
+        model = cls(image_shape=image_shape, levels=int(levels), **options)
+    except ValueError as err:  # the constructor validates its options: a usage error
+        raise UsageError(f"bad options for model {name!r}: {err}") from None
     model.config["name"] = name
     return model
 

@@ -65,6 +65,7 @@ from genzoo.checkpoint import BEST_FILE
 from genzoo.data.base import ImageDataset
 from genzoo.distributed import Distributed, gather_rng_states, seed_everything, select_device, set_rng_state
 from genzoo.ema import EMA
+from genzoo.errors import TrainingError, UsageError
 from genzoo.evaluate import validation_metrics
 from genzoo.optim import learning_rate, make_optimizer, optimizer_config, optimizer_groups, step_limit
 from genzoo.runlog import LossWindow, RunLog, StopSignals
@@ -86,7 +87,7 @@ from genzoo.train_config import TrainConfig
 __all__ = ["train", "TrainConfig", "TrainState", "NonFiniteLossError", "CHECKPOINT_FILE"]
 
 
-class NonFiniteLossError(RuntimeError, FloatingPointError):
+class NonFiniteLossError(TrainingError, FloatingPointError):
     """The loss or the gradient norm became NaN/inf; nothing was saved after the last good step."""
 
 
@@ -128,12 +129,12 @@ def train(
 
 def check_model_fits(model, dataset: ImageDataset) -> None:
     if tuple(model.image_shape) != tuple(dataset.image_shape) or model.levels != dataset.levels:
-        raise ValueError(
+        raise UsageError(
             f"the model is built for images {tuple(model.image_shape)} with {model.levels} levels, "
             f"but {dataset.name} has {tuple(dataset.image_shape)} with {dataset.levels} levels"
         )
     if model.conditional and dataset.train.labels is None:
-        raise ValueError(f"the model is class-conditional but {dataset.name} has no labels")
+        raise UsageError(f"the model is class-conditional but {dataset.name} has no labels")
 
 
 class _Run:
@@ -145,14 +146,14 @@ class _Run:
         info = data_info if data_info is not None else {"name": dataset.name}
         self.data_info = jsonable(dict(info, image_shape=list(dataset.image_shape), levels=dataset.levels))
         if config.batch_size % ctx.world_size:
-            raise ValueError(f"batch_size {config.batch_size} is not divisible by {ctx.world_size} processes")
+            raise UsageError(f"batch_size {config.batch_size} is not divisible by {ctx.world_size} processes")
         self.steps_per_epoch = len(dataset.train) // config.batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(f"batch_size {config.batch_size} exceeds the {len(dataset.train)} training images")
+            raise UsageError(f"batch_size {config.batch_size} exceeds the {len(dataset.train)} training images")
         self.limit = step_limit(config, self.steps_per_epoch)
         self.horizon = config.decay_steps or self.limit
         if config.schedule == "cosine" and self.horizon is None:
-            raise ValueError("the cosine schedule needs decay_steps, max_steps or max_epochs")
+            raise UsageError("the cosine schedule needs decay_steps, max_steps or max_epochs")
         self.state, self.saved_step, self.images, self.seconds = TrainState(), None, 0, 0.0
         self.best_step = None  # the step of the weights in model_best.safetensors (rank 0)
         use_amp = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
@@ -198,7 +199,7 @@ class _Run:
             ids = [self.device.index] if self.device.type == "cuda" else None
             module = nn.parallel.DistributedDataParallel(module, device_ids=ids)
         if cfg.compile and per_optimizer:
-            raise ValueError(f"{model.config.get('name')} trains with its own train_step: run it without compile")
+            raise UsageError(f"{model.config.get('name')} trains with its own train_step: run it without compile")
         self.loss_module = torch.compile(module) if cfg.compile else module
 
     def _pre_step_hook(self, name: str, params: list):

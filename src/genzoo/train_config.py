@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from genzoo.errors import UsageError
+
 SCHEDULES = ("constant", "cosine", "exponential")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -153,7 +155,7 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise UsageError(message)
 
 
 def _finite_positive(value: float) -> bool:
@@ -193,7 +195,7 @@ def make_config(given: dict[str, Any], recipe: dict[str, Any] | None = None) -> 
     values = {**(recipe or {}), **given}
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
-        raise ValueError(f"unknown training options: {', '.join(unknown)}")
+        raise UsageError(f"unknown training options: {', '.join(unknown)}")
     if "betas" in values:
         values["betas"] = tuple(values["betas"])
     return TrainConfig(**values)

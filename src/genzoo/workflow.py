@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from genzoo.checkpoint import BEST_FILE, MODEL_FILE, CheckpointError, load, read_metadata, save_model
+from genzoo.checkpoint import BEST_FILE, MODEL_FILE, load, read_metadata, save_model
 from genzoo.data import load_dataset
 from genzoo.distributed import seed_everything, select_device
+from genzoo.errors import CheckpointError, UsageError
 from genzoo.evaluate import evaluate_model
 from genzoo.images import save_grid
 from genzoo.registry import create, entry, model_class
@@ -28,10 +29,10 @@ def build_model(model_name: str, dataset, options: dict[str, Any], conditional: 
     cls, preset = model_class(model_name), entry(model_name)
     options = dict(options)
     if conditional and cls.label_use == "never":
-        raise ValueError(f"{model_name} has no class-conditional form (--conditional applies to models with labels)")
+        raise UsageError(f"{model_name} has no class-conditional form (--conditional applies to models with labels)")
     if conditional or preset.conditional or cls.label_use == "always":
         if not dataset.num_classes:
-            raise ValueError(f"dataset {dataset.name} has no labels: it cannot train a class-conditional model")
+            raise UsageError(f"dataset {dataset.name} has no labels: it cannot train a class-conditional model")
         options["num_classes"] = dataset.num_classes
     return create(model_name, image_shape=dataset.image_shape, levels=dataset.levels, **options)
 
@@ -44,10 +45,10 @@ def check_run_dir(run_dir: Path, model) -> None:
         try:
             meta = read_metadata(file)
         except CheckpointError as err:
-            raise ValueError(f"cannot resume: {err}") from None
+            raise CheckpointError(f"cannot resume: {err}") from None
         saved = meta.get("model") if isinstance(meta, dict) else None
         if isinstance(saved, dict) and saved != model.config:
-            raise ValueError(
+            raise CheckpointError(
                 f"{run_dir} holds a different run ({saved.get('name')} for images "
                 f"{saved.get('image_shape')} with {saved.get('levels')} levels); "
                 f"choose another --run-dir"
@@ -62,10 +63,10 @@ def model_run_data(run_dir: str | os.PathLike, data_dir: str | None = None, weig
     model = load(run_dir, weights=weights)
     data = (model.checkpoint_info or {}).get("data") or {}
     if "name" not in data:
-        raise ValueError(f"{run_dir} does not record its dataset; cannot evaluate it")
+        raise CheckpointError(f"{run_dir} does not record its dataset; cannot evaluate it")
     dataset = load_dataset(data["name"], data_dir if data_dir is not None else data.get("data_dir"))
     if tuple(dataset.image_shape) != model.image_shape or dataset.levels != model.levels:
-        raise ValueError(
+        raise CheckpointError(
             f"the model in {run_dir} expects images {model.image_shape} with {model.levels} "
             f"levels but {dataset.name} has {dataset.image_shape} with {dataset.levels}"
         )
@@ -218,16 +219,16 @@ def keep_mask(image_shape, keep: str | None = None, mask_file=None) -> torch.Ten
         try:
             picture = torch.as_tensor(np.array(Image.open(mask_file).convert("L")))
         except (OSError, UnidentifiedImageError) as err:
-            raise ValueError(f"cannot read mask file {mask_file}: {err}") from None
+            raise UsageError(f"cannot read mask file {mask_file}: {err}") from None
         if tuple(picture.shape) != (h, w):
-            raise ValueError(f"mask file {mask_file} is {tuple(picture.shape)}, expected {(h, w)}")
+            raise UsageError(f"mask file {mask_file} is {tuple(picture.shape)}, expected {(h, w)}")
         mask[:] = picture > 0
     elif keep == "top-half":
         mask[:, : h // 2] = True
     elif keep == "left-half":
         mask[:, :, : w // 2] = True
     else:
-        raise ValueError(f"--keep must be top-half or left-half (or give --mask), got {keep!r}")
+        raise UsageError(f"--keep must be top-half or left-half (or give --mask), got {keep!r}")
     return mask
 
 

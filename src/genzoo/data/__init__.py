@@ -22,6 +22,7 @@ from genzoo.data.cifar import load_cifar10
 from genzoo.data.digits import load_digits_dataset
 from genzoo.data.idx import load_dynamic_mnist, load_fashion_mnist, load_mnist
 from genzoo.data.photos import load_photos32
+from genzoo.errors import UsageError
 
 __all__ = [
     "load_dataset",
@@ -59,8 +60,10 @@ _LOADERS: dict[str, Callable[[Path, bool], ImageDataset]] = {
 }
 
 
-class UnknownDatasetError(DataError, ValueError):
-    """A dataset name that ``load_dataset`` does not know."""
+class UnknownDatasetError(DataError, UsageError):
+    """A dataset name that ``load_dataset`` does not know (a usage error)."""
+
+    exit_code = UsageError.exit_code
 
 
 def list_datasets() -> list[str]:

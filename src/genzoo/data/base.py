@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
+from genzoo.errors import DataError
 
-class DataError(RuntimeError):
-    """A dataset cannot be loaded: missing, corrupt or unverifiable files. The message says what to do."""
+__all__ = ["DataError", "ImageSplit", "DynamicallyBinarizedSplit", "ImageDataset"]
 
 
 @dataclass

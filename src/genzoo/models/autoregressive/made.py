@@ -51,7 +51,7 @@ class MADE(AutoregressiveModel):
         self,
         image_shape,
         levels: int,
-        hidden: list[int] = [500],  # noqa: B006 (a list, as JSON gives back)
+        hidden: int | list[int] = [500],  # noqa: B006 (a list, as JSON gives back)
         num_masks: int = 1,
         natural_ordering: bool = False,
         seed: int = 0,

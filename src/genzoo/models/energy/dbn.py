@@ -65,7 +65,7 @@ class DBN(LatentVariableModel):
         self,
         image_shape,
         levels: int,
-        hidden: list[int] = [500, 2000],  # noqa: B006 (a list, as JSON gives back)
+        hidden: int | list[int] = [500, 2000],  # noqa: B006 (a list, as JSON gives back)
         cd_steps: int | list[int] = 1,
         persistent: bool = False,
         num_chains: int = 100,
