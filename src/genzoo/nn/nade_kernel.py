@@ -9,8 +9,11 @@ With the subpixels taken in the generation order (step t sees subpixel o(t); tim
 
 The forward pass is that running sum, one step at a time: the textbook recursion, so ``a_t`` is bitwise
 independent of ``x_t`` and later subpixels (each a_t is the same sequence of additions whatever follows).
-Everything else is batched over a block of B steps, a (B, N, H) buffer sized to stay in cache: the
-sigmoid, the output layer, the gradients of V and W. Nothing of size (N, D, H) is ever stored.
+For binary data each step is three calls on (N, H) slices that stay in cache (sigmoid, output product,
+running sum; two (N, H) tensors take turns holding a); the rest is batched over a block of B steps, a
+(B, N, H) buffer of h_t sized to stay in cache: the logits' gradients, dL/dV, h_t (1 - h_t). One-hot
+inputs run the running sum and the sigmoid on the block buffer and the output layer as one batched
+product per block. Nothing of size (N, D, H) is ever stored.
 
 The backward is [1, Algorithm 1] in blocks: with g_t = dL/dl_t (N, K),
 
@@ -95,6 +98,7 @@ class _Kernel:
             self.x_columns = self.xf.unsqueeze(-1).unbind(0)  # x_t as (N, 1)
             self.W_steps = self.W2.index_select(0, order).unbind(0)  # W_{o(t)}: (H,)
             self.V_steps = V[:, 0].index_select(0, order)  # V_{o(t)}: (D, H)
+            self.V_rows = self.V_steps.unbind(0)
         else:
             self.rows = order[:, None] * self.k_in + xo  # (D, N) the row of W2 each image adds at step t
 
@@ -105,15 +109,8 @@ class _Kernel:
         return _WORKSPACE.get(name, shape, self.c)
 
     def preactivations(self, out: torch.Tensor, s: int, e: int, a_next: torch.Tensor | None) -> None:
-        """Given ``out[0]`` = a_s, fill ``out[1:e-s]`` with a_{s+1} .. a_{e-1} and ``a_next`` with a_e."""
+        """One-hot inputs: given ``out[0]`` = a_s, fill ``out[1:e-s]`` with a_{s+1} .. a_{e-1}, ``a_next`` with a_e."""
         last = e - s - 1
-        if self.binary:
-            rows, x, w = out.unbind(0), self.x_columns, self.W_steps
-            for t in range(last):
-                torch.addcmul(rows[t], x[s + t], w[s + t], out=rows[t + 1])
-            if a_next is not None:
-                torch.addcmul(rows[last], x[e - 1], w[e - 1], out=a_next)
-            return
         terms = self.scratch("terms", self.block * self.n, self.h)[: (e - s) * self.n]
         torch.index_select(self.W2, 0, self.rows[s:e].reshape(-1), out=terms)
         terms = terms.view(e - s, self.n, self.h)
@@ -124,16 +121,27 @@ class _Kernel:
 
     def output_rows(self, s: int, e: int) -> torch.Tensor:
         """V_{o(t)} for the steps of a block: (B, K, H)."""
-        return self.V_steps[s:e, None] if self.binary else self.V.index_select(0, self.order[s:e])
+        return self.V.index_select(0, self.order[s:e])
 
-    def logits_into(self, out: torch.Tensor, hidden: torch.Tensor, s: int, e: int) -> None:
-        if self.binary:  # one matrix-vector product per step: faster here than any batched form
-            for h, v, o in zip(hidden.unbind(0), self.V_steps[s:e].unbind(0), out[s:e].unbind(0)):
-                torch.mv(h, v, out=o)
-        else:
-            torch.bmm(hidden, self.output_rows(s, e).transpose(1, 2), out=out[s:e])
-        bias = self.b.index_select(0, self.order[s:e])  # (B, 1) broadcasts over binary logits (B, N)
-        out[s:e] += bias if self.binary else bias[:, None]
+    def run_block(self, s: int, e: int, hidden, a, spare, logits=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_s .. h_{e-1} into ``hidden`` from ``a`` holding a_s, and (if given) their logits without the bias
+        into ``logits[s:e]``; returns (the tensor now holding a_e, a free one): ``a`` and ``spare`` are two
+        (N, H) tensors used in turn, so that the running sum never leaves the cache."""
+        if self.binary:  # one step at a time: sigmoid, output product, running sum; all on cached (N, H) slices
+            for t, h in zip(range(s, e), hidden.unbind(0)):
+                torch.sigmoid(a, out=h)
+                if logits is not None:
+                    torch.mv(h, self.V_rows[t], out=logits[t])
+                if t + 1 < self.d:
+                    torch.addcmul(a, self.x_columns[t], self.W_steps[t], out=spare)
+                    a, spare = spare, a
+            return a, spare
+        hidden[0].copy_(a)
+        self.preactivations(hidden, s, e, spare if e < self.d else None)
+        hidden.sigmoid_()
+        if logits is not None:
+            torch.bmm(hidden, self.output_rows(s, e).transpose(1, 2), out=logits[s:e])
+        return (spare, a) if e < self.d else (a, spare)
 
     def forward(self, *, with_log_prob: bool = False, fuse: bool = False) -> dict:
         """Logits (D, N) binary or (D, N, K); with ``with_log_prob`` also log p(x_t | x_<t) (D, N) and its
@@ -143,23 +151,24 @@ class _Kernel:
         logits = torch.empty((d, n) if self.binary else (d, n, self.b.shape[1]), **new)
         log_prob = torch.empty(d, n, **new) if with_log_prob or fuse else None
         grad_logits = torch.empty_like(logits) if with_log_prob or fuse else None
-        buffers = (self.scratch("hidden0", B, n, h), self.scratch("hidden1", B, n, h))  # block k: buffers[k % 2]
-        buffers[0][0].copy_(self.c.expand(n, h))
+        bias = self.b.index_select(0, self.order)  # (D, 1) broadcasts over binary logits (D, N)
+        bias = bias if self.binary else bias[:, None]
+        hidden = self.scratch("hidden", B, n, h)
+        a, spare = self.scratch("a", n, h).copy_(self.c.expand(n, h)), self.scratch("spare", n, h)
         if fuse:
             grad_a = self.scratch("grad_a", B, n, h)
             in_group = self.scratch("block_sums", self.group, n, h)
             group_sums = self.scratch("group_sums", -(-self.num_blocks // self.group), n, h)
             self.start_grads()
         for k in range(self.num_blocks):
-            (s, e), hidden = self.bounds(k), buffers[k % 2]
-            hidden = hidden[: e - s]
-            self.preactivations(hidden, s, e, buffers[(k + 1) % 2][0] if k + 1 < self.num_blocks else None)
-            hidden.sigmoid_()
-            self.logits_into(logits, hidden, s, e)
+            s, e = self.bounds(k)
+            block = hidden[: e - s]
+            a, spare = self.run_block(s, e, block, a, spare, logits)
+            logits[s:e] += bias[s:e]
             if grad_logits is not None:
                 log_prob[s:e], grad_logits[s:e] = _log_prob_and_grad(logits[s:e], self.xo[s:e], self.binary)
             if fuse:
-                self.block_backward(s, e, hidden, grad_a[: e - s], grad_logits[s:e], None, in_group[k % self.group])
+                self.block_backward(s, e, block, grad_a[: e - s], grad_logits[s:e], in_group[k % self.group].zero_())
                 if k % self.group == self.group - 1 or k == self.num_blocks - 1:
                     self.finish_group(k // self.group, in_group, group_sums)
         out = {"logits": logits, "log_prob": log_prob, "grad_logits": grad_logits}
@@ -190,37 +199,30 @@ class _Kernel:
             for t in range(s, e):
                 self.grad_W2.index_add_(0, self.rows[t], G)
 
-    def block_backward(self, s, e, hidden, grad_a, g, G, block_sum) -> None:
-        """The gradients of V and W from the steps s..e-1, given their h_t (``hidden``, overwritten) and the
-        logits' gradients ``g`` (B, N[, K]). ``G``: the sum of da over the steps after the block (None:
-        zero). Writes G + this block's sum of da into ``block_sum`` (which may be ``G`` itself)."""
-        rows_V, last = self.output_rows(s, e), e - s - 1  # V_{o(t)}: (B, K, H)
-        after = hidden.unbind(0)  # once h is spent, the buffer holds G_t = G + sum_{t < t' < e} da_t'
-        if self.binary:  # da_t = g_t q_t with q_t = V_{o(t)} h_t (1 - h_t): g_t enters in the running sum
+    def block_backward(self, s, e, hidden, grad_a, g, G) -> None:
+        """The gradients of V and W from the steps s..e-1, given their h_t (``hidden``, may be overwritten) and
+        the logits' gradients ``g`` (B, N[, K]). ``G`` (N, H) holds the sum of da over the steps after the
+        block (zero: those terms come later, from ``add_later_terms``); this block's da are added to it."""
+        if self.binary:  # da_t = g_t q_t with q_t = V_{o(t)} h_t (1 - h_t); the running sum G_t stays in cache
             torch.bmm(g[:, None, :], hidden, out=self.grad_V_steps[s:e])
-            q = torch.ops.aten.sigmoid_backward.grad_input(rows_V.expand_as(hidden), hidden, grad_input=grad_a)
-            q, g = q.unbind(0), g[:, :, None].unbind(0)
-            if G is None:
-                after[last].zero_()
-            else:
-                after[last].copy_(G)
-            for t in range(last - 1, -1, -1):
-                torch.addcmul(after[t + 1], q[t + 1], g[t + 1], out=after[t])
-            torch.bmm(self.xf[s:e, None, :], hidden, out=self.grad_W_steps[s:e])
-            torch.addcmul(after[0], q[0], g[0], out=block_sum)
+            q = torch.ops.aten.sigmoid_backward.grad_input(
+                self.V_steps[s:e, None].expand_as(hidden), hidden, grad_input=grad_a
+            ).unbind(0)
+            g = g[:, :, None].unbind(0)
+            for t in range(e - 1, s - 1, -1):
+                torch.mv(G.t(), self.xf[t], out=self.grad_W_steps[t, 0])  # x_t^T G_t
+                G.addcmul_(q[t - s], g[t - s])
             return
+        last = e - s - 1
         torch.bmm(g.transpose(1, 2), hidden, out=self.grad_V_steps[s:e])
-        torch.bmm(g, rows_V, out=grad_a)  # dL/dh_t = g_t V_{o(t)}
+        torch.bmm(g, self.output_rows(s, e), out=grad_a)  # dL/dh_t = g_t V_{o(t)}
         torch.ops.aten.sigmoid_backward.grad_input(grad_a, hidden, grad_input=grad_a)  # da_t = dh_t h_t (1 - h_t)
-        da = grad_a.unbind(0)
-        if G is None:
-            after[last].zero_()
-        else:
-            after[last].copy_(G)
+        after, da = hidden.unbind(0), grad_a.unbind(0)  # h is spent: the buffer now holds G_t
+        after[last].copy_(G)
         for t in range(last - 1, -1, -1):
             torch.add(after[t + 1], da[t + 1], out=after[t])
         self.grad_W2.index_add_(0, self.rows[s:e].reshape(-1), hidden.reshape(-1, self.h))
-        torch.add(after[0], da[0], out=block_sum)
+        torch.add(after[0], da[0], out=G)
 
     def start_grads(self) -> None:
         """Gradient accumulators; V's (and binary W's) rows in step order, scattered to subpixels at the end."""
@@ -245,21 +247,19 @@ class _Kernel:
         recomputed from its start a_s (the starts from one more forward running sum, bit for bit)."""
         n, h, B = self.n, self.h, self.block
         starts = torch.empty(self.num_blocks, n, h, dtype=self.c.dtype, device=self.c.device)
-        starts[0].copy_(self.c.expand(n, h))
-        hidden, grad_a = self.scratch("hidden0", B, n, h), self.scratch("grad_a", B, n, h)
-        for k in range(self.num_blocks - 1):
+        hidden, grad_a = self.scratch("hidden", B, n, h), self.scratch("grad_a", B, n, h)
+        a, spare = self.scratch("a", n, h).copy_(self.c.expand(n, h)), self.scratch("spare", n, h)
+        for k in range(self.num_blocks):
             s, e = self.bounds(k)
-            hidden[0].copy_(starts[k])
-            self.preactivations(hidden[: e - s], s, e, starts[k + 1])
+            starts[k].copy_(a)
+            a, spare = self.run_block(s, e, hidden[: e - s], a, spare)
         self.start_grads()
         G = self.scratch("G", n, h).zero_()  # the sum of da over the steps after the current block
         for k in range(self.num_blocks - 1, -1, -1):
             s, e = self.bounds(k)
-            block = hidden[: e - s]
-            block[0].copy_(starts[k])
-            self.preactivations(block, s, e, None)
-            block.sigmoid_()
-            self.block_backward(s, e, block, grad_a[: e - s], grad_logits[s:e], G, G)
+            a.copy_(starts[k])
+            self.run_block(s, e, hidden[: e - s], a, spare)
+            self.block_backward(s, e, hidden[: e - s], grad_a[: e - s], grad_logits[s:e], G)
         return self.finish_grads(G, grad_logits)
 
 
