@@ -40,6 +40,17 @@ def parse_value(text: str):
         return text
 
 
+def make_figure(model, regression, data, index, rows: int, samples: int, name: str) -> Path:
+    """input | bicubic/gray | L2 CNN | samples | truth for ``rows`` conditions spread over the scored subset
+    ``index`` (sorted: binarized MNIST's test split is in class order), samples drawn with seed 1."""
+    from genzoo.tasks import conditional
+
+    chosen = index[torch.linspace(0, len(index) - 1, rows).round().long()]
+    path = HERE / "conditional" / f"{name}.png"
+    y, truth = data.test.labels[chosen], data.test.images[chosen]
+    return conditional.task_figure(model, y, path, samples, truth=truth, regression=regression, seed=1)
+
+
 def summarize() -> str:
     """Markdown: one table per conditional run in results.jsonl (the newest record of each name)."""
     from genzoo.tasks.conditional import format_table
@@ -96,6 +107,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--name", default=None)
     p.add_argument("--no-save", action="store_true", help="do not append to results.jsonl")
+    p.add_argument("--figure-only", action="store_true", help="only redraw the picture of a finished run")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -123,6 +135,14 @@ def main() -> None:
         progress=False,
         device="cpu",
     )
+    if args.figure_only:
+        model, regression = (
+            genzoo.load(run_dir, weights="auto"),
+            baselines.load_regression(run_dir / "regression.safetensors"),
+        )
+        index = conditional.evaluation_subset(len(data.test), args.eval_images)
+        print(make_figure(model, regression, data, index, args.figure_rows, args.samples, name))
+        return
     result = train(model, data, run_dir, config)
     model = genzoo.load(run_dir, weights="auto")
     model_params = sum(p.numel() for p in model.parameters())
@@ -144,17 +164,7 @@ def main() -> None:
     scores = conditional.evaluate_task(
         model, data, "test", args.eval_images, args.samples, 0, regression, classifier, labels, drawn=drawn
     )
-    rows = torch.arange(args.figure_rows)
-    figure = HERE / "conditional" / f"{name}.png"
-    conditional.task_figure(
-        model,
-        data.test.labels[index[rows]],
-        figure,
-        args.samples,
-        truth=data.test.images[index[rows]],
-        regression=regression,
-        drawn=drawn[:, rows],
-    )
+    figure = make_figure(model, regression, data, index, args.figure_rows, args.samples, name)
     record = {
         "benchmark": "conditional",
         "name": name,
