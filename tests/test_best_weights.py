@@ -213,5 +213,5 @@ def test_cli_run_without_best_weights_falls_back_to_last(tmp_path, capsys):
     assert "weights: last (step 10)" in capsys.readouterr().out and not (run_dir / BEST_FILE).exists()
     assert run("eval", run_dir, "--json", "--quiet") == 0
     assert json.loads(capsys.readouterr().out)["weights"] == "last (step 10, no best-validation weights saved)"
-    assert run("eval", run_dir, "--quiet", "--weights", "best") == 2
+    assert run("eval", run_dir, "--quiet", "--weights", "best") == 4
     assert "no best-validation weights" in capsys.readouterr().err

@@ -85,7 +85,7 @@ def test_bad_requests_fail_in_one_line(capsys, tmp_path, args, message):
 
 def test_run_dir_of_another_model_is_refused_and_untouched(trained_run, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in trained_run.iterdir()}
-    assert run("train", "fvsbn", "--data", "digits", "--steps", 1, "--run-dir", trained_run, "--quiet") == 2
+    assert run("train", "fvsbn", "--data", "digits", "--steps", 1, "--run-dir", trained_run, "--quiet") == 4
     assert "choose another --run-dir" in capsys.readouterr().err
     assert before == {p.name: p.stat().st_mtime_ns for p in trained_run.iterdir()}
 
@@ -93,7 +93,7 @@ def test_run_dir_of_another_model_is_refused_and_untouched(trained_run, capsys):
 def test_pickle_checkpoint_is_refused(tmp_path, capsys):
     evil = tmp_path / "model.safetensors"
     evil.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
-    assert run("sample", evil, "-o", tmp_path / "x.png") == 2
+    assert run("sample", evil, "-o", tmp_path / "x.png") == 4
     assert "never unpickles" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
 

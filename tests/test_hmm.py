@@ -16,6 +16,7 @@ from scipy.stats import chisquare
 import genzoo
 from genzoo.checkpoint import load, save_model
 from genzoo.data.base import ImageDataset, ImageSplit
+from genzoo.errors import DataError
 from genzoo.models.classic.emissions import BernoulliEmission, CategoricalEmission, GaussianEmission
 from genzoo.models.classic.hmm import HMM, backward, expected_transitions, forward
 from tiny_models import all_images
@@ -259,7 +260,7 @@ def write_csv(path, text):
 def test_malformed_csv_is_one_line_error(tmp_path, text, message):
     from genzoo.tasks.simulate import load_csv
 
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(DataError, match=message):
         load_csv(write_csv(tmp_path / "bad.csv", text))
 
 
@@ -270,9 +271,9 @@ def test_csv_columns_are_picked_by_name_and_missing_ones_named(tmp_path):
     values, columns = load_csv(path)
     assert columns == ["a", "b"] and values.tolist() == [[1.5, 2.0], [3.0, 40.0]]
     assert load_csv(path, ["b"])[0].tolist() == [[2.0], [40.0]]
-    with pytest.raises(ValueError, match="no column 'c'; its columns are: date, a, b"):
+    with pytest.raises(DataError, match="no column 'c'; its columns are: date, a, b"):
         load_csv(path, ["a", "c"])
-    with pytest.raises(ValueError, match="cannot read CSV file"):
+    with pytest.raises(DataError, match="cannot read CSV file"):
         load_csv(tmp_path / "absent.csv")
 
 
@@ -315,13 +316,13 @@ def test_simulate_cli_end_to_end_and_errors(tmp_path, capsys):
         assert stats["ks_statistic"] < 0.15 and stats["acf_real"][0] > 0.6
         assert abs(stats["acf_simulated_mean"][0] - stats["acf_real"][0]) < 0.15
     bad = write_csv(tmp_path / "bad.csv", "a,b\n1,2\n3,\n")
-    for argv, message in [
-        (["simulate", "--csv", str(bad)], "line 3, column 'b': missing"),
-        (["simulate", "--csv", str(path), "--columns", "a,zz"], "no column 'zz'"),
-        (["simulate"], "give one of --series NAME or --csv FILE"),
-        (["simulate", "--series", "nope"], "unknown series 'nope'"),
+    for argv, message, code in [
+        (["simulate", "--csv", str(bad)], "line 3, column 'b': missing", 3),  # bad data
+        (["simulate", "--csv", str(path), "--columns", "a,zz"], "no column 'zz'", 3),
+        (["simulate"], "give one of --series NAME or --csv FILE", 2),  # bad usage
+        (["simulate", "--series", "nope"], "unknown series 'nope'", 2),
     ]:
-        assert main(argv) == 2
+        assert main(argv) == code
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
 

@@ -162,8 +162,9 @@ def test_signal_saves_and_restores_handlers(tmp_path, sig):
     assert result["status"] == "interrupted" and result["step"] == 5
     _, meta = load_tensors(tmp_path / CHECKPOINT_FILE)
     assert meta["state"]["step"] == 5
-    events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert events[-1] == {"step": 5, "event": "interrupted", "signal": signal.Signals(sig).name}
+    assert result["signal"] == signal.Signals(sig).name
+    log = (tmp_path / "log.jsonl").read_text() if (tmp_path / "log.jsonl").exists() else ""
+    assert "interrupted" not in log  # a signal adds no line to the record
 
 
 def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -175,7 +176,8 @@ def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path):
     weights = [t for k, t in tensors.items() if k.startswith(("model.", "optimizer.")) and t.is_floating_point()]
     assert meta["state"]["step"] == 10 and all(torch.isfinite(t).all() for t in weights)
     assert torch.isfinite(genzoo.load(tmp_path).log_prob(tiny_dataset().test.images.long())).all()
-    assert train(independent(), tiny_dataset(), tmp_path, config(max_steps=12))["step"] == 12  # resumes from 10
+    resumed = train(independent(), tiny_dataset(), tmp_path, config(max_steps=12, checkpoint_every=5, log_every=50))
+    assert resumed["step"] == 12  # resumes from 10
 
 
 def test_mismatched_checkpoint_is_refused(tmp_path):

@@ -63,9 +63,12 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             f"{path} is a safetensors file but not a genzoo checkpoint (no '{METADATA_KEY}' metadata)"
         )
     try:
-        return json.loads(raw)
+        meta = json.loads(raw)
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} has unreadable metadata: {err}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} has forged or corrupt metadata (a JSON {type(meta).__name__}, not an object)")
+    return meta
 
 
 def load_tensors(
@@ -189,8 +192,15 @@ def load(path: str | os.PathLike, *, weights: str = "last", ema: bool = True, de
         raise CheckpointError(f"{file} is not a genzoo model file (format {meta.get('format')!r})")
     if weights == "best" and not isinstance(meta.get("best"), dict):
         raise CheckpointError(f"{file} does not hold best-validation weights; use weights='last'")
-    config = dict(meta["model"])
-    model = create(config.pop("name"), **config)
+    config = meta["model"]
+    if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+        raise CheckpointError(f"{file} has forged or corrupt metadata: no model name in its config")
+    config = dict(config)
+    name = config.pop("name")
+    try:
+        model = create(name, **config)
+    except (UsageError, TypeError) as err:
+        raise CheckpointError(f"{file} has a model config genzoo cannot build: {err}") from None
     which = "ema." if ema and meta.get("has_ema") else "model."
     state = {k[len(which) :]: v for k, v in tensors.items() if k.startswith(which)}
     try:

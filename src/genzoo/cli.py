@@ -10,22 +10,22 @@
     genzoo simulate --series sunspots --states 3
     genzoo latent runs/vae-digits probe            (also: encode, cluster, map, interpolate, reconstruct)
 
-Errors in what the user asked for (bad arguments, unknown models or datasets, a run directory that
-holds another model, corrupt files) end with one line on stderr (a missing dataset adds the list of
-files to place) and exit code 2, and write nothing. GENZOO_DEBUG=1 shows the traceback instead.
+Every failure that is not a bug in genzoo (bad arguments, unknown names, missing or corrupt data or
+checkpoints, a full disk, a diverged run, a locked run directory) ends with one line on stderr (a
+missing dataset adds the list of files to place) and the exit code of its kind, listed in
+``genzoo.errors`` and the README; nothing is lost. GENZOO_DEBUG=1 shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
-from genzoo.errors import GenzooError, UsageError
-
-EXIT_USAGE = UsageError.exit_code
+from genzoo.errors import SIGNAL_EXIT_CODES, GenzooError, TrainingError, UsageError
 
 
 def parse_option(text: str) -> tuple[str, object]:
@@ -37,19 +37,6 @@ def parse_option(text: str) -> tuple[str, object]:
         return key.replace("-", "_"), json.loads(value)
     except json.JSONDecodeError:
         return key.replace("-", "_"), value
-
-
-def positive(kind):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    return parse
 
 
 def cmd_list(args) -> int:
@@ -80,6 +67,7 @@ def train_config(args, recipe: dict | None = None):
 def cmd_train(args) -> int:
     from genzoo.recipes import recipe
     from genzoo.registry import model_class
+    from genzoo.train_config import given_options, make_config, parse_override
     from genzoo.workflow import train_and_evaluate
 
     cls = model_class(args.model)
@@ -93,7 +81,11 @@ def cmd_train(args) -> int:
     if args.em_iterations is not None and args.fit != "em":
         raise UsageError("--em-iterations applies with --fit em only")
     config = train_config(args, chosen.train if chosen else None)
+    overrides = dict(parse_override(o) for o in args.override)
+    if overrides:
+        config = make_config({**given_options(args), **overrides}, chosen.train if chosen else None)
     run_dir = Path(args.run_dir or f"runs/{args.model}-{data}")
+    record = {"preset": args.preset, "command": "genzoo " + " ".join(sys.argv[1:])}
     results = train_and_evaluate(
         args.model,
         data,
@@ -107,6 +99,8 @@ def cmd_train(args) -> int:
         eval_k=args.eval_k,
         fit=args.fit,
         em_iterations=args.em_iterations,
+        overrides=tuple(overrides),
+        record=record,
     )
     if results.get("status") == "interrupted":
         if int(os.environ.get("RANK", "0")) == 0:
@@ -114,7 +108,9 @@ def cmd_train(args) -> int:
                 f"interrupted at step {results.get('step')}; checkpoint saved. Resume with the same command.",
                 file=sys.stderr,
             )
-        return 130
+        return SIGNAL_EXIT_CODES.get(results.get("signal"), 130)
+    if results.get("flagged"):
+        raise TrainingError(f"{results['flagged']} (run: {run_dir}; the numbers are in its results.json)")
     if "test" in results:
         print(f"test {describe_result(results['test'])}; weights: {results['test'].get('weights')}; run: {run_dir}")
     return 0
@@ -142,17 +138,25 @@ def describe_result(r: dict) -> str:
             f"≈ {r['nll_estimate_nats']:.3f} ± {r['nll_estimate_nats_stderr']:.3f} nats "
             f"(k={r['k']} importance samples; {r['nll_estimate_bits_per_dim']:.4f} bits/dim) over {r['n']} images"
         )
-    return (
+    line = (
         f"NLL {r['nll_nats']:.3f} ± {r['nll_nats_stderr']:.3f} nats ({r['bits_per_dim']:.4f} bits/dim) "
         f"over {r['n']} images"
     )
+    note = r.get("partition") or {}
+    if r.get("kind") == "estimate" and note:  # an energy model: the NLL rests on an AIS estimate of log Z
+        low, high = note.get("log_z_interval", [math.nan, math.nan])
+        line = (
+            f"NLL ≈ {line.removeprefix('NLL ')}, an estimate: log Z by AIS = {note['log_z']:.3f} ± "
+            f"{note['log_z_stderr']:.3f} nats (±3σ: [{low:.3f}, {high:.3f}]; the NLL moves with log Z)"
+        )
+    elif note.get("method") == "exact":
+        line += f" (log Z exact: {note['log_z']:.3f} nats)"
+    return line
 
 
 def cmd_eval(args) -> int:
     from genzoo.workflow import evaluate_run
 
-    if args.samples is not None and args.samples < 0:
-        raise UsageError(f"--samples must be >= 0, got {args.samples}")
     result = evaluate_run(
         args.run,
         args.data_dir,
@@ -164,21 +168,30 @@ def cmd_eval(args) -> int:
         sample_count=args.samples,
         weights=args.weights,
     )
+    if result.get("flagged") and not args.json:
+        raise TrainingError(result["flagged"])
     print(
         json.dumps(result)
         if args.json
         else f"{result['dataset']} {result['split']}, {result['weights']} weights: {describe_result(result)}"
     )
-    return 0
+    return TrainingError.exit_code if result.get("flagged") else 0
 
 
 def cmd_sample(args) -> int:
     from genzoo.checkpoint import load
     from genzoo.distributed import select_device
-    from genzoo.images import save_grid
+    from genzoo.images import image_format, save_grid
+    from genzoo.runlock import run_lock
     from genzoo.workflow import sample_images
 
-    model = load(args.run, weights=args.weights).to(select_device(args.device))
+    image_format(args.output)  # an unknown extension is refused before any work
+    device = select_device(args.device)
+    with run_lock(args.run, shared=True):
+        model = load(args.run, weights=args.weights).to(device)
+    limit = sample_limit(model.image_shape)
+    if args.n > limit:
+        raise UsageError(f"-n {args.n} would need more memory than this machine has; at most {limit} at once")
     if args.label is not None and not model.conditional:
         raise UsageError(f"--class given but the model in {args.run} is not class-conditional")
     if args.label is not None and not 0 <= args.label < model.num_classes:
@@ -187,6 +200,15 @@ def cmd_sample(args) -> int:
     path = save_grid(samples, model.levels, args.output)
     print(f"wrote {args.n} samples of the {model.checkpoint_info['weights']} weights to {path}")
     return 0
+
+
+def sample_limit(image_shape) -> int:
+    """The most images ``sample`` draws at once: a quarter of the physical memory for the int64 images."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        memory = 8 << 30
+    return max(1, memory // 4 // (8 * math.prod(image_shape)))
 
 
 def cmd_complete(args) -> int:
@@ -332,10 +354,29 @@ def add_weights_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from genzoo.train_config import add_train_arguments
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (a UsageError), as every other genzoo error."""
 
-    parser = argparse.ArgumentParser(prog="genzoo", description="Deep generative models with honest likelihoods.")
+    def error(self, message: str):
+        raise UsageError(f"{message}; see `{self.prog} --help`")
+
+
+SPLITS = ["train", "valid", "test"]
+DEVICE_HELP = "auto (CUDA when available), cpu, cuda, cuda:N (default auto)"
+SEED_HELP = "seed of every random draw (default 0)"
+DATA_DIR_HELP = "data root (default: the one the run was trained with)"
+
+
+def add_run_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run directory (runs/MODEL-DATA) or a model .safetensors file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from genzoo import __version__
+    from genzoo.train_config import add_train_arguments, count, positive_int
+
+    parser = Parser(prog="genzoo", description="Deep generative models with honest likelihoods.")
+    parser.add_argument("--version", action="version", version=f"genzoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list models and datasets")
@@ -344,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train a model, then evaluate it on the test split and draw samples",
-        description="Train MODEL on --data; resumes automatically from RUN_DIR's checkpoint.",
+        description="Train MODEL on --data; resumes from RUN_DIR's checkpoint, with the options it was trained "
+        "with (a different run-defining option is refused unless --override names it).",
     )
     p.add_argument("model", help="a model name from `genzoo list`")
     p.add_argument("--data", help="dataset name (default: the recipe's, else digits, bundled)")
@@ -356,44 +398,57 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="model option, e.g. -o channels=64 -o num_blocks=7 (repeatable)",
+        help="model option, e.g. -o channels=64 -o num_blocks=7 (repeatable; see `genzoo describe MODEL`)",
     )
     p.add_argument(
         "--preset",
         metavar="RECIPE",
-        help="a paper's recipe (model options, data and training "
-        "config; see `genzoo list --recipes`); flags given beside it override its values",
+        help="a paper's recipe (model options, data and training config; "
+        "see `genzoo describe MODEL`); flags given beside it override its values",
     )
-    p.add_argument("--conditional", action="store_true", help="class-conditional model (uses the labels)")
+    p.add_argument(
+        "--conditional",
+        action="store_true",
+        help="class-conditional model, p(x | y) (for models with optional labels: gated-pixelcnn, vae, iwae, dcgan)",
+    )
     p.add_argument(
         "--fit",
         choices=["em", "closed-form"],
-        help="fit without gradient steps: EM (mixtures, HMM: their default) or closed form (naive Bayes)",
+        help="fit without gradient steps: em (bernoulli-mixture and hmm: their default) or closed-form "
+        "(naive-bayes: its default)",
     )
-    p.add_argument("--em-iterations", type=positive(int), help="with --fit em: EM iterations at most")
+    p.add_argument("--em-iterations", type=positive_int, help="with --fit em: EM iterations at most")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="on resume, change a run-defining training option (e.g. --override lr=0.0005); recorded "
+        "in log.jsonl (repeatable)",
+    )
     add_train_arguments(p)
-    p.add_argument("--samples", type=int, default=64, help="samples to draw into RUN_DIR/samples.png (0: none)")
+    p.add_argument("--samples", type=count, default=64, help="samples to draw into RUN_DIR/samples.png (0: none)")
     p.add_argument(
         "--eval-k",
-        type=positive(int),
+        type=positive_int,
         default=5000,
-        help="importance samples for the final test estimate of latent-variable models",
+        help="importance samples for the final test estimate of latent-variable models (default 5000)",
     )
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in RUN_DIR and start over")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="NLL of a trained run over a full split (nats and bits/dim)")
-    p.add_argument("run", help="run directory or model .safetensors file")
-    p.add_argument("--split", choices=["train", "valid", "test"], default="test")
-    p.add_argument("--data-dir", help="data root (default: the one the run was trained with)")
-    p.add_argument("--batch-size", type=positive(int), default=256)
-    p.add_argument("--device", default="auto")
+    add_run_argument(p)
+    p.add_argument("--split", choices=SPLITS, default="test", help="the split to score (default test)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per batch (default 256)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(
-        "--k", type=positive(int), default=5000, help="importance samples for latent-variable models (default 5000)"
+        "--k", type=positive_int, default=5000, help="importance samples for latent-variable models (default 5000)"
     )
     p.add_argument(
         "--samples",
-        type=int,
+        type=count,
         metavar="N",
         help="also score N samples: Fréchet distance, KID, precision/recall, class histogram in a "
         "feature network's space (default: the split's size for GANs, else 0)",
@@ -403,29 +458,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_eval)
 
-    p = sub.add_parser("sample", help="draw samples from a trained run into a PNG grid")
-    p.add_argument("run", help="run directory or model .safetensors file")
-    p.add_argument("-n", type=positive(int), default=64, help="number of samples (default 64)")
-    p.add_argument("-o", "--output", default="samples.png", help="PNG file to write (default samples.png)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--class", dest="label", type=int, help="class label for a class-conditional model")
+    p = sub.add_parser("sample", help="draw samples from a trained run into an image grid")
+    add_run_argument(p)
+    p.add_argument("-n", type=positive_int, default=64, help="number of samples (default 64)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="samples.png",
+        help="image file to write; its extension decides the format: .png, .jpg, .webp, .bmp, .tif "
+        "(default samples.png)",
+    )
+    p.add_argument("--seed", type=count, default=0, help=SEED_HELP)
+    p.add_argument("--class", dest="label", type=count, help="class label for a class-conditional model")
     p.add_argument("--naive", action="store_true", help="one full forward pass per subpixel (slow reference path)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_weights_option(p)
     p.set_defaults(handler=cmd_sample)
 
     p = sub.add_parser("complete", help="complete partly hidden images (inpainting) with an autoregressive model")
-    p.add_argument("run", help="run directory or model .safetensors file")
+    add_run_argument(p)
     p.add_argument("--data", help="dataset name (checked against the run's dataset)")
-    p.add_argument("--data-dir", help="data root (default: the one the run was trained with)")
-    p.add_argument("--split", choices=["train", "valid", "test"], default="test")
-    p.add_argument("--index", type=int, action="append", default=None, help="image index (repeatable; default 0..7)")
-    p.add_argument("--keep", default="top-half", choices=["top-half", "left-half"], help="the part that is kept")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    p.add_argument("--split", choices=SPLITS, default="test", help="the split the images come from (default test)")
+    p.add_argument("--index", type=count, action="append", default=None, help="image index (repeatable; default 0..7)")
+    p.add_argument(
+        "--keep",
+        default="top-half",
+        choices=["top-half", "left-half"],
+        help="the part of each image that is kept; the rest is sampled (default top-half)",
+    )
     p.add_argument("--mask", help="PNG of the image size: nonzero pixels are kept (overrides --keep)")
-    p.add_argument("--samples", type=positive(int), default=4, help="completions per image (default 4)")
-    p.add_argument("-o", "--output", default="completions.png")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--samples", type=positive_int, default=4, help="completions per image (default 4)")
+    p.add_argument("-o", "--output", default="completions.png", help="image file to write (default completions.png)")
+    p.add_argument("--seed", type=count, default=0, help=SEED_HELP)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_weights_option(p)
     p.set_defaults(handler=cmd_complete)
 
@@ -434,11 +500,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="generative vs discriminative: naive Bayes vs logistic regression "
         "test error over training-set sizes (Ng & Jordan 2002)",
     )
-    p.add_argument("--data", default="digits")
-    p.add_argument("--data-dir")
+    p.add_argument("--data", default="digits", help="a labelled dataset (default digits)")
+    p.add_argument("--data-dir", help="data root (default: $GENZOO_DATA or the user cache)")
     p.add_argument("--out", default="runs/learning-curve", help="folder for learning_curve.csv and .png")
-    p.add_argument("--sizes", type=positive(int), nargs="+", help="training-set sizes (default 10 .. all)")
-    p.add_argument("--seeds", type=positive(int), default=5, help="random subsets per size (default 5)")
+    p.add_argument(
+        "--sizes",
+        type=positive_int,
+        nargs="+",
+        help="training-set sizes, each at most the train split's (default 10 .. all)",
+    )
+    p.add_argument("--seeds", type=positive_int, default=5, help="random subsets per size (default 5)")
     p.set_defaults(handler=cmd_learning_curve)
 
     p = sub.add_parser(
@@ -449,13 +520,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="a series shipped with statsmodels: sunspots, co2, elnino, macro")
     p.add_argument("--csv", help="a CSV file with a header row (instead of --series)")
     p.add_argument("--columns", help="comma-separated CSV columns (default: every numeric column)")
-    p.add_argument("--states", type=positive(int), default=3, help="hidden states (default 3)")
-    p.add_argument("--covariance", choices=["diag", "full"], default="diag")
-    p.add_argument("--samples", type=positive(int), default=100, help="simulated series (default 100)")
-    p.add_argument("--lags", type=positive(int), default=20, help="autocorrelation lags (default 20)")
-    p.add_argument("--restarts", type=positive(int), default=4, help="EM runs from random starts; the best is kept")
-    p.add_argument("--iterations", type=positive(int), default=200, help="EM iterations per run at most")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--states", type=positive_int, default=3, help="hidden states (default 3)")
+    p.add_argument(
+        "--covariance",
+        choices=["diag", "full"],
+        default="diag",
+        help="each state's Gaussian: diagonal or full covariance (default diag)",
+    )
+    p.add_argument("--samples", type=positive_int, default=100, help="simulated series (default 100)")
+    p.add_argument("--lags", type=positive_int, default=20, help="autocorrelation lags (default 20)")
+    p.add_argument("--restarts", type=positive_int, default=4, help="EM runs from random starts; the best is kept")
+    p.add_argument("--iterations", type=positive_int, default=200, help="EM iterations per run at most")
+    p.add_argument("--seed", type=count, default=0, help=SEED_HELP)
     p.add_argument("--out", help="output folder (default runs/simulate-NAME)")
     p.set_defaults(handler=cmd_simulate)
 
@@ -467,15 +543,19 @@ def build_parser() -> argparse.ArgumentParser:
         "dimensions); interpolate: decode along lines between pairs of codes; "
         "reconstruct: originals above reconstructions.",
     )
-    p.add_argument("run", help="run directory or model .safetensors file")
-    p.add_argument("action", choices=["encode", "probe", "cluster", "map", "interpolate", "reconstruct"])
+    add_run_argument(p)
+    p.add_argument(
+        "action",
+        choices=["encode", "probe", "cluster", "map", "interpolate", "reconstruct"],
+        help="what to do with the codes (see above)",
+    )
     p.add_argument(
         "--split",
-        choices=["train", "valid", "test"],
+        choices=SPLITS,
         default="test",
         help="images to use (probe and cluster fit on train, score on this split)",
     )
-    p.add_argument("--data-dir", help="data root (default: the one the run was trained with)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument(
         "-o",
         "--output",
@@ -483,16 +563,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--index",
-        type=int,
+        type=count,
         action="append",
         default=None,
         help="image index (repeatable; default 0..7); interpolate pairs them up: A B [A B ...]",
     )
-    p.add_argument("--steps", type=positive(int), default=10, help="decoded points per interpolation (default 10)")
-    p.add_argument("--components", type=positive(int), help="mixture components (default: number of classes)")
+    p.add_argument("--steps", type=positive_int, default=10, help="decoded points per interpolation (default 10)")
+    p.add_argument("--components", type=positive_int, help="mixture components (default: number of classes)")
     p.add_argument("--draw", action="store_true", help="draw pixels from p(x|z) instead of each one's mean level")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=count, default=0, help=SEED_HELP)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_weights_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.set_defaults(handler=cmd_latent)
@@ -500,23 +580,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit code says how it ended (``genzoo.errors``)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        print(f"genzoo: error: {err}", file=sys.stderr)
+        return err.exit_code
     if getattr(args, "index", 0) is None:
         args.index = list(range(8))
-    from genzoo.checkpoint import CheckpointError
-    from genzoo.data import DataError
-
     try:
         return args.handler(args)
-    except (UsageError, ValueError, DataError, CheckpointError, FileNotFoundError, NotADirectoryError) as err:
+    except GenzooError as err:
         if os.environ.get("GENZOO_DEBUG"):
             raise
         print(f"genzoo: error: {err or type(err).__name__}", file=sys.stderr)
-        return EXIT_USAGE
+        return err.exit_code
     except KeyboardInterrupt:
         print("genzoo: interrupted", file=sys.stderr)
-        return 130
+        return SIGNAL_EXIT_CODES["SIGINT"]
 
 
 if __name__ == "__main__":

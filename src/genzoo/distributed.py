@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from genzoo.errors import UsageError
+
 
 def select_device(name: str, local_rank: int = 0) -> torch.device:
     """``"auto"``: CUDA when available, else CPU. Under torchrun each process takes GPU ``local_rank``."""
@@ -32,7 +34,7 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available")
+            raise UsageError(f"device {name!r} requested but CUDA is not available (this torch build or machine)")
         if device.index is None:
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)

@@ -169,3 +169,22 @@ def validation_metrics(model, split: ImageSplit, batch_size: int = 256, seed: in
     values = map_batches(model, split, lambda x, y: {"loss": model.loss(x, y).reshape(1)}, batch_size, seed)
     loss = values.get("loss", torch.zeros(0, dtype=torch.float64))
     return {"n": len(split), "loss": float(loss.mean()) if len(split) else float("nan")}
+
+
+def untrusted(result: dict, model) -> str | None:
+    """Why a reported score cannot be taken as a result, or None: an NLL (or bound, or estimate) above the
+    uniform model's D*ln(levels) nats means the model diverged or is broken; an energy model's log Z that
+    is not finite means its AIS failed."""
+    uniform = model.num_dims * math.log(model.levels)
+    note = result.get("partition") or {}
+    if note and not math.isfinite(float(note.get("log_z", math.nan))):
+        return f"the estimate of log Z is not finite ({note.get('log_z')}): the model diverged"
+    names = {"nll_nats": "NLL", "elbo_nats": "negative ELBO", "nll_estimate_nats": "NLL estimate"}
+    for key, what in names.items():
+        value = result.get(key)
+        if value is not None and not (math.isfinite(value) and value <= uniform * (1 + 1e-6) + 1e-6):
+            return (
+                f"the {what} of {value:.6g} nats is worse than the uniform model's {uniform:.6g} nats: the "
+                "model diverged or is broken; not a result"
+            )
+    return None

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
-from genzoo.atomic import write_text
+from genzoo.atomic import WriteError, write_text
 from genzoo.distributed import Distributed
 
-LOG_FILE = "log.jsonl"
+LOG_FILE = "log.jsonl"  # the record: deterministic, the same for a resumed run as for an uninterrupted one
+TIMING_FILE = "timing.jsonl"  # wall-clock facts of the same steps: elapsed seconds, images/s
 TB_DIR = "tb"
 NO_BAD_STEP = 2**62  # "no non-finite step seen yet"
 
@@ -34,7 +35,7 @@ class LossWindow:
     def reset(self) -> None:
         self.sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, grad norm
         self.scalars: dict[str, list] = {}  # name -> [sum, count]: a two-player model's named scalars
-        self.steps, self.start, self.excluded = 0, time.perf_counter(), 0.0
+        self.steps, self.start, self.excluded, self.restored_steps = 0, time.perf_counter(), 0.0, 0
 
     def add(self, loss: torch.Tensor, grad_norm: torch.Tensor, step: int, scalars: dict | None = None) -> None:
         self.sums += torch.stack([loss.double(), grad_norm.double()])
@@ -45,6 +46,26 @@ class LossWindow:
             finite = finite & torch.isfinite(value)
         self.first_bad = torch.minimum(self.first_bad, torch.where(finite, NO_BAD_STEP, step))
         self.steps += 1
+
+    def state_dict(self) -> dict:
+        """The sums of the current window (host values: call at checkpoints only), for an exact resume."""
+        return {
+            "sums": self.sums.tolist(),
+            "steps": self.steps,
+            "scalars": {name: [float(total), count] for name, (total, count) in self.scalars.items()},
+        }
+
+    def load_state_dict(self, state: dict | None) -> None:
+        """Continue the window a checkpoint saved: the next log line averages the same steps as it would
+        have without the interruption (bitwise: the sums are float64, restored exactly)."""
+        self.reset()
+        if state:
+            self.sums = torch.tensor(state["sums"], dtype=torch.float64, device=self.device)
+            self.restored_steps = self.steps = int(state["steps"])
+            self.scalars = {
+                name: [torch.tensor(total, dtype=torch.float64, device=self.device), int(count)]
+                for name, (total, count) in state["scalars"].items()
+            }
 
     def exclude(self, seconds: float) -> None:
         """Do not count ``seconds`` (validation, saving) as training time."""
@@ -62,7 +83,7 @@ class LossWindow:
         out = {
             "loss": loss,
             "grad_norm": grad_norm,
-            "images": self.steps * batch_size,
+            "images": (self.steps - self.restored_steps) * batch_size,  # timed in this process
             "seconds": seconds,
             "scalars": {name: float(total) / count for name, (total, count) in self.scalars.items()},
         }
@@ -112,11 +133,20 @@ def truncate_log(path: Path, step: int) -> None:
     write_text(path, "".join(line + "\n" for line in keep))
 
 
+def _append(path: Path, record: dict) -> None:
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as err:
+        raise WriteError(f"cannot write {path}: {err.strerror or err}") from None
+
+
 class RunLog:
     """Rank 0's outputs: JSON lines in log.jsonl, TensorBoard scalars in tb/, and a tqdm bar."""
 
     def __init__(self, run_dir: Path, start_step: int, total: int | None, config, enabled: bool):
         self.path, self.max_time, self.enabled = run_dir / LOG_FILE, config.max_time, enabled
+        self.timing_path = run_dir / TIMING_FILE
         self.writer = self.bar = None
         if not enabled:
             return
@@ -124,20 +154,24 @@ class RunLog:
         from tqdm.auto import tqdm
 
         truncate_log(self.path, start_step)
+        truncate_log(self.timing_path, start_step)
         self.writer = SummaryWriter(str(run_dir / TB_DIR), purge_step=start_step)
         self.bar = tqdm(
             total=total, initial=start_step, unit="step", desc="train", dynamic_ncols=True, disable=not config.progress
         )
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict, timing: dict | None = None) -> None:
+        """One line of the record (log.jsonl) and its wall-clock facts (timing.jsonl), also to TensorBoard."""
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        _append(self.path, record)
+        if timing is not None:
+            _append(self.timing_path, timing)
         step = record["step"]
+        merged = {**record, **(timing or {})}
         for key in ("loss", "lr", "grad_norm", "images_per_sec"):
-            if key in record:
-                self.writer.add_scalar(f"train/{key}", record[key], step)
+            if key in merged:
+                self.writer.add_scalar(f"train/{key}", merged[key], step)
         for key, value in (record.get("valid") or {}).items():
             if isinstance(value, (int, float)):
                 self.writer.add_scalar(f"valid/{key}", value, step)
@@ -146,8 +180,8 @@ class RunLog:
                 self.writer.add_scalar(f"{prefix}{key}", value, step)
         if "loss" in record:
             postfix = {"loss": f"{record['loss']:.4g}"}
-            if self.max_time is not None:
-                postfix["time"] = f"{record['elapsed']:.0f}/{self.max_time:.0f}s"
+            if self.max_time is not None and "elapsed" in merged:
+                postfix["time"] = f"{merged['elapsed']:.0f}/{self.max_time:.0f}s"
             self.bar.set_postfix(postfix, refresh=False)
 
     def advance(self) -> None:

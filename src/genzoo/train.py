@@ -61,13 +61,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from genzoo.atomic import ensure_directory, remove_stale_temporaries
 from genzoo.checkpoint import BEST_FILE
 from genzoo.data.base import ImageDataset
 from genzoo.distributed import Distributed, gather_rng_states, seed_everything, select_device, set_rng_state
 from genzoo.ema import EMA
 from genzoo.errors import TrainingError, UsageError
 from genzoo.evaluate import validation_metrics
-from genzoo.optim import learning_rate, make_optimizer, optimizer_config, optimizer_groups, step_limit
+from genzoo.optim import (
+    learning_rate,
+    make_optimizer,
+    optimizer_config,
+    optimizer_groups,
+    set_hyperparameters,
+    step_limit,
+)
+from genzoo.runlock import run_lock
 from genzoo.runlog import LossWindow, RunLog, StopSignals
 from genzoo.train_batches import epoch_order, rank_batch
 from genzoo.train_checkpoint import (
@@ -82,13 +91,17 @@ from genzoo.train_checkpoint import (
     save_checkpoint,
     stored_best,
 )
-from genzoo.train_config import TrainConfig
+from genzoo.train_config import TrainConfig, config_from_json, resume_changes
 
 __all__ = ["train", "TrainConfig", "TrainState", "NonFiniteLossError", "CHECKPOINT_FILE"]
 
 
 class NonFiniteLossError(TrainingError, FloatingPointError):
-    """The loss or the gradient norm became NaN/inf; nothing was saved after the last good step."""
+    """The loss, the gradient norm or the weights became NaN/inf or exploded; nothing was saved after the
+    last good step."""
+
+
+DIVERGED_WEIGHT = 1e8  # a parameter larger than this in magnitude: the run diverged
 
 
 class TrainingLoss(nn.Module):
@@ -103,28 +116,42 @@ class TrainingLoss(nn.Module):
 
 
 def train(
-    model, dataset: ImageDataset, run_dir, config: TrainConfig, *, resume: bool = True, data_info: dict | None = None
+    model,
+    dataset: ImageDataset,
+    run_dir,
+    config: TrainConfig,
+    *,
+    resume: bool = True,
+    data_info: dict | None = None,
+    overrides=(),
 ) -> dict:
     """Train ``model`` on ``dataset.train`` until a budget is reached or a signal arrives.
 
     Continues from ``run_dir/checkpoint.safetensors`` when ``resume`` and it exists. Returns a dict:
     status ("finished" | "interrupted"), step, epoch (float), elapsed (s), loss (last logged train loss,
     nats/example), valid (last validation metrics), best_valid, best_step (the step of the weights in
-    model_best.safetensors, None without one), images_per_sec (this call, training only).
+    model_best.safetensors, None without one), images_per_sec (this call, training only), and "signal"
+    (its name) when interrupted.
     ``data_info`` is stored in model.safetensors so that the dataset can be named when the model is loaded.
+
+    Resuming is strict: the checkpoint's training config is the contract. A run-defining option that
+    differs (``genzoo.train_config.resume_changes``) is refused, unless named in ``overrides``; the change
+    is then recorded in log.jsonl. Budgets, the device and similar session options may change freely.
+    The run directory is locked for the call (``genzoo.runlock``): a second process is refused.
     """
     config.validate()
     check_model_fits(model, dataset)
     device = select_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
-    ctx, run = Distributed.from_env(device), None
-    try:
-        run = _Run(model, dataset, Path(run_dir), config, ctx, device, data_info)
-        run.setup(resume)
-        return run.run()
-    finally:
-        if run is not None:
-            run.loss_module = None  # the DDP wrapper holds the process group: free it before the group
-        ctx.close()
+    with run_lock(run_dir, enabled=int(os.environ.get("RANK", "0")) == 0):
+        ctx, run = Distributed.from_env(device), None
+        try:
+            run = _Run(model, dataset, Path(run_dir), config, ctx, device, data_info)
+            run.setup(resume, overrides)
+            return run.run()
+        finally:
+            if run is not None:
+                run.loss_module = None  # the DDP wrapper holds the process group: free it before the group
+            ctx.close()
 
 
 def check_model_fits(model, dataset: ImageDataset) -> None:
@@ -163,14 +190,15 @@ class _Run:
         self.keep_best = config.keep_best and model.selects_by_validation
 
     # -- setup ---------------------------------------------------------------------------------------
-    def setup(self, resume: bool) -> None:
+    def setup(self, resume: bool, overrides=()) -> None:
         """Build optimizers and EMA, restore a checkpoint or start a fresh run, wrap for DDP/compile."""
         cfg, model, ctx = self.config, self.model, self.ctx
         if ctx.enabled and self.device.type == "cuda":
             nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(self.device).train()
         if ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ensure_directory(self.run_dir)
+            remove_stale_temporaries(self.run_dir)  # left by a process killed while writing
         self.groups = optimizer_groups(model)
         self.group_configs = {name: optimizer_config(model, name, cfg) for name in self.groups}
         self.optimizers, self.grad_norms = {}, {}
@@ -179,8 +207,9 @@ class _Run:
             self.optimizers[name].register_step_pre_hook(self._pre_step_hook(name, params))
         path, ema_state = self.run_dir / CHECKPOINT_FILE, None
         resumed = resume and path.exists()
+        self.changes, self.window_state = {}, None
         if resumed:
-            ema_state = self._restore(path)
+            ema_state = self._restore(path, overrides)
         else:
             seed_everything(cfg.seed + ctx.rank)
             model.init_from_data(self.dataset.train)
@@ -214,19 +243,24 @@ class _Run:
 
         return hook
 
-    def _restore(self, path: Path) -> dict | None:
+    def _restore(self, path: Path, overrides) -> dict | None:
         """Load weights, optimizers, random states and position; returns the EMA weights (or None)."""
         tensors, meta = read_checkpoint(
             path, self.model, self.dataset.image_shape, self.dataset.levels, self.dataset.name
         )
+        self.changes = resume_changes(config_from_json(meta["train"]), self.config, overrides)
         ema_state = restore_model(self.model, tensors, path)
         restore_optimizers(self.optimizers, meta, tensors, path)
+        for name, optimizer in self.optimizers.items():  # an overridden weight decay or momentum
+            set_hyperparameters(optimizer, self.group_configs[name])
         rngs = restore_rngs(meta, tensors)
         if self.ctx.rank < len(rngs):
             set_rng_state(rngs[self.ctx.rank], self.device)
         else:  # more processes than when saved: a fresh, distinct stream for the new ranks
             seed_everything(self.config.seed + self.ctx.rank + 1_000_003 * meta["state"]["step"])
-        self.state = TrainState(**meta["state"])
+        state = dict(meta["state"])
+        self.window_state = state.pop("window", None)
+        self.state = TrainState(**state)
         self.saved_step = self.state.step
         return ema_state if meta.get("has_ema") else None
 
@@ -245,13 +279,13 @@ class _Run:
         self.best_step = best["step"]
 
     # -- saving and validating -----------------------------------------------------------------------
-    def _save(self) -> None:
+    def _save(self, window: LossWindow) -> None:
         """Write checkpoint.safetensors and model.safetensors (rank 0; every rank must call)."""
         rngs = gather_rng_states(self.ctx, self.device)
         if self.ctx.is_main:
             ema_state = None if self.ema is None else self.ema.state_dict()
             save_checkpoint(self.run_dir, self.model, ema_state, self.optimizers, self.config, self.state,
-                            self.data_info, rngs, self.ctx.world_size)  # fmt: skip
+                            self.data_info, rngs, self.ctx.world_size, window.state_dict())  # fmt: skip
         self.saved_step = self.state.step
         self.ctx.barrier()
 
@@ -320,6 +354,9 @@ class _Run:
         """Install the signal handlers around the loop and report the result."""
         signals = StopSignals()
         self.log = RunLog(self.run_dir, self.state.step, self.limit, self.config, self.ctx.is_main)
+        if self.changes:
+            changes = {k: {"stored": old, "now": new} for k, (old, new) in self.changes.items()}
+            self.log.write({"step": self.state.step, "event": "override", "changes": jsonable(changes)})
         signals.install()
         try:
             status = "finished" if self._budget_reached() else self._loop(signals)
@@ -327,7 +364,9 @@ class _Run:
             signals.restore()
             self.log.close()
         st = self.state
+        interrupted = status == "interrupted" and signals.received is not None
         return {
+            **({"signal": signal.Signals(signals.received).name} if interrupted else {}),
             "status": status,
             "step": st.step,
             "epoch": self._epoch(),
@@ -342,6 +381,7 @@ class _Run:
     def _loop(self, signals: StopSignals) -> str:
         cfg, st, split, ctx = self.config, self.state, self.dataset.train, self.ctx
         window, order, order_epoch = LossWindow(self.device), None, None
+        window.load_state_dict(self.window_state)
         start, elapsed_before = time.perf_counter(), st.elapsed
         while True:
             if order_epoch != st.epoch:
@@ -363,7 +403,6 @@ class _Run:
             self.log.advance()
             if signalled and not done:
                 name = signal.Signals(signals.received).name if signals.received else "a signal"
-                self.log.write({"step": st.step, "event": "interrupted", "signal": name})
                 self.log.message(f"interrupted by {name} at step {st.step}; saved to {self.run_dir}")
                 return "interrupted"
             if done:
@@ -373,15 +412,20 @@ class _Run:
         """Between steps: check finiteness, validate, log and checkpoint when due. Returns True when early
         stopping ends the run here (``patience`` validations without a new best; then it also saves)."""
         cfg, st = self.config, self.state
+        # an interruption saves (with the unfinished log window) but validates and logs nothing, so the
+        # resumed run writes the lines of the uninterrupted one
         do_eval = st.step % cfg.eval_every == 0 or (last and not interrupted)
-        do_log = do_eval or last or st.step % cfg.log_every == 0
+        do_log = do_eval or (last and not interrupted) or st.step % cfg.log_every == 0
         do_save = last or st.step % cfg.checkpoint_every == 0
         if not (do_log or do_save):
             return False
         bad = window.first_non_finite(self.ctx)
         if bad is not None:
-            self._fail(bad)
-        record = None
+            self._fail(f"non-finite loss or gradient norm at step {bad}")
+        diverged = self._diverged()
+        if diverged:
+            self._fail(diverged)
+        record = timing = None
         if do_log:
             summary = window.summary(self.ctx, cfg.batch_size)
             self.images, self.seconds = self.images + summary["images"], self.seconds + summary["seconds"]
@@ -391,10 +435,10 @@ class _Run:
                 record["lr"] = lr
             else:  # each optimizer's own lr
                 record["lrs"] = {name: lr * c.lr / cfg.lr for name, c in self.group_configs.items()}
-            record.update(grad_norm=summary["grad_norm"], images_per_sec=summary["images"] / summary["seconds"])
-            record["elapsed"] = st.elapsed
+            record["grad_norm"] = summary["grad_norm"]
             if summary["scalars"]:
                 record["scalars"] = summary["scalars"]
+            timing = {"step": st.step, "elapsed": st.elapsed, "images_per_sec": summary["images"] / summary["seconds"]}
         began = time.perf_counter()
         if do_eval:
             st.valid = self._validate()
@@ -413,21 +457,33 @@ class _Run:
             record["event"] = "early stopping"
             do_save = True
         if record is not None:
-            self.log.write(record)
+            if do_eval:
+                timing["valid_seconds"] = time.perf_counter() - began
+            self.log.write(record, timing)
         if do_save:
-            self._save()
+            self._save(window)
         window.exclude(time.perf_counter() - began)
         return stop
 
-    def _fail(self, bad_step: int) -> None:
+    def _diverged(self) -> str | None:
+        """Why the weights cannot be trusted (a non-finite or exploded parameter), or None. One host sync
+        per log line or checkpoint; a loss can stay finite while the weights blow up (an RBM at a huge lr)."""
+        params = [p.detach() for p in self.model.parameters()]
+        if not params:
+            return None
+        worst = float(torch.stack([p.abs().max() if p.numel() else p.new_zeros(()) for p in params]).max())
+        if not math.isfinite(worst) or worst > DIVERGED_WEIGHT:
+            return f"the weights diverged by step {self.state.step} (largest |weight| {worst:.3g})"
+        return None
+
+    def _fail(self, what: str) -> None:
         where = (
             f"the checkpoint in {self.run_dir} (step {self.saved_step}) is the last good state"
             if self.saved_step is not None
             else "no checkpoint was written"
         )
         message = (
-            f"non-finite loss or gradient norm at step {bad_step}; nothing was saved after it, {where}. "
-            "Try a lower lr, grad_clip, or check the model and data."
+            f"{what}; nothing was saved after it, {where}. Try a lower lr, grad_clip, or check the model and data."
         )
         self.log.write({"step": self.state.step, "event": "error", "error": message})
         raise NonFiniteLossError(message)

@@ -49,7 +49,7 @@ def jsonable(obj):
 
 
 def save_checkpoint(run_dir: Path, model, ema_state, optimizers: dict, config, state: TrainState, data_info: dict,
-                    rngs: list[dict], world_size: int) -> None:  # fmt: skip
+                    rngs: list[dict], world_size: int, window: dict | None = None) -> None:  # fmt: skip
     """Write checkpoint.safetensors and model.safetensors (the last weights) into ``run_dir``."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in (ema_state or {}).items()})
@@ -58,7 +58,7 @@ def save_checkpoint(run_dir: Path, model, ema_state, optimizers: dict, config, s
         "model": jsonable(model.config),
         "train": asdict(config),
         "data": jsonable(data_info),
-        "state": asdict(state),
+        "state": {**asdict(state), "window": window},  # the unfinished log window, for an exact record
         "has_ema": ema_state is not None,
         "world_size": world_size,
         "optimizers": flatten_state({n: o.state_dict() for n, o in optimizers.items()}, "optimizer", tensors),

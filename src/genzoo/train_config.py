@@ -201,6 +201,63 @@ def make_config(given: dict[str, Any], recipe: dict[str, Any] | None = None) -> 
     return TrainConfig(**values)
 
 
+# Fields a resumed run may change freely (how long, where and how fast it runs); every other field is part
+# of the run and must match the checkpoint unless overridden; FIXED ones can never change mid-run.
+SESSION_FIELDS = frozenset(
+    {"max_steps", "max_epochs", "max_time", "patience", "progress", "device", "compile", "amp", "eval_batch_size",
+     "checkpoint_every"}
+)  # fmt: skip
+FIXED_FIELDS = frozenset({"optimizer", "batch_size", "seed"})
+
+
+def resume_changes(stored: TrainConfig, asked: TrainConfig, overrides=()) -> dict[str, tuple[Any, Any]]:
+    """The run-defining fields where ``asked`` differs from the checkpoint's ``stored`` config, as
+    {field: (stored, asked)}, all of them named in ``overrides``; UsageError listing every other difference
+    (and any change of a FIXED field, or turning the EMA on or off, which no override allows)."""
+    changes = {}
+    for name in FIELDS:
+        old, new = getattr(stored, name), getattr(asked, name)
+        if name not in SESSION_FIELDS and old != new:
+            changes[name] = (old, new)
+    never = {k for k in changes if k in FIXED_FIELDS or (k == "ema_decay" and None in changes[k])}
+    refused = never | (set(changes) - set(overrides))
+    if refused:
+        flag = lambda k: FIELDS[k].metadata["flags"][-1] if FIELDS[k].metadata["flags"] else "--" + k.replace("_", "-")
+        listed = "; ".join(f"{flag(k)} {changes[k][1]!r} (stored: {changes[k][0]!r})" for k in sorted(refused))
+        hint = (
+            "resume with the stored values"
+            + ("" if never else ", or change them with --override KEY=VALUE")
+            + "; or start over with --restart"
+        )
+        raise UsageError(f"this run was trained with other options: {listed}; {hint}")
+    return changes
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` of a TrainConfig field (``lr=0.01``, ``grad-clip=0``), parsed like its flag."""
+    if "=" not in text:
+        raise UsageError(f"--override {text!r} must look like KEY=VALUE, e.g. lr=0.0005")
+    key, value = text.split("=", 1)
+    key = key.strip().lstrip("-").replace("-", "_")
+    aliases = {
+        f.metadata["flags"][-1].lstrip("-").replace("-", "_"): name for name, f in FIELDS.items() if f.metadata["flags"]
+    }
+    key = aliases.get(key, key)
+    if key not in FIELDS:
+        raise UsageError(f"--override {text!r}: unknown training option {key!r}")
+    parse = FIELDS[key].metadata["parse"] or str
+    try:
+        if isinstance(getattr(TrainConfig(), key), bool):
+            parsed: Any = {"true": True, "false": False}[value.strip().lower()]
+        elif key == "betas":
+            parsed = tuple(parse(v) for v in value.split(","))
+        else:
+            parsed = parse(value)
+    except (argparse.ArgumentTypeError, KeyError) as err:
+        raise UsageError(f"--override {text!r}: {err or 'expected true or false'}") from None
+    return key, parsed
+
+
 def config_from_json(data: dict[str, Any]) -> TrainConfig:
     """The TrainConfig stored in a checkpoint (fields it lacks take today's defaults)."""
     return make_config({k: v for k, v in data.items() if k in FIELDS})

@@ -14,13 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from genzoo.atomic import write_text
 from genzoo.checkpoint import BEST_FILE, MODEL_FILE, load, read_metadata, save_model
 from genzoo.data import load_dataset
 from genzoo.distributed import seed_everything, select_device
 from genzoo.errors import CheckpointError, UsageError
-from genzoo.evaluate import evaluate_model
+from genzoo.evaluate import evaluate_model, untrusted
 from genzoo.images import save_grid
 from genzoo.registry import create, entry, model_class
+from genzoo.runlock import run_lock
 
 
 def build_model(model_name: str, dataset, options: dict[str, Any], conditional: bool = False):
@@ -111,12 +113,16 @@ def evaluate_run(
     ``model_run_data``); the result's "weights" says which were scored, e.g. "best (step 12000, valid
     nll_nats 95.3124)". With ``sample_count`` (default: 0, or the split's size for models without a
     likelihood), also the sample-quality metrics of that many samples under "sample_metrics"."""
-    model, dataset = model_run_data(run_dir, data_dir, weights)
+    with run_lock(run_dir, shared=True):
+        model, dataset = model_run_data(run_dir, data_dir, weights)
     model.to(select_device(device))
     model.prepare_for_evaluation()
     result = evaluate_model(
         model, dataset.split(split), batch_size=batch_size, progress=progress, num_samples=num_samples
     )
+    flagged = untrusted(result, model)
+    if flagged:
+        result["flagged"] = flagged
     if sample_count is None:
         sample_count = len(dataset.split(split)) if result["kind"] == "samples-only" else 0
     if sample_count:
@@ -149,6 +155,8 @@ def train_and_evaluate(
     eval_k: int = 5000,
     fit: str | None = None,
     em_iterations: int | None = None,
+    overrides=(),
+    record: dict | None = None,
 ) -> dict:
     """Train (resuming if possible), then score the full test split and write a sample grid.
 
@@ -159,10 +167,14 @@ def train_and_evaluate(
     ``fit`` = "closed-form" (naive Bayes: counting) or "em" (mixtures, HMM) fits without the trainer
     (``model.fit_data``); None: the model's ``default_fit``, gradient training if it has none.
     Writes into ``run_dir``: checkpoints, ``log.jsonl``, TensorBoard events, ``samples.png`` and
-    ``results.json``. Returns the results dict (status 'interrupted' if training was stopped).
+    ``results.json`` (with ``record``: e.g. the command and recipe). The run directory is locked for the
+    whole call (``genzoo.runlock``). ``overrides``: training options a resumed run may change (see
+    ``genzoo.train.train``). A test NLL that cannot be trusted (worse than the uniform model, a
+    non-finite log Z) is recorded with the reason under "flagged" (``genzoo.evaluate.untrusted``).
+    Returns the results dict (status 'interrupted', with "signal", if training was stopped).
     """
-    from genzoo.train import train
 
+    select_device(config.device)  # an unavailable device is refused before any work
     dataset = load_dataset(data_name, data_dir)
     seed_everything(config.seed)  # the seed fixes the initial weights too
     model = build_model(model_name, dataset, model_options or {}, conditional)
@@ -170,6 +182,15 @@ def train_and_evaluate(
     run_dir = Path(run_dir)
     if resume:
         check_run_dir(run_dir, model)
+    with run_lock(run_dir, enabled=int(os.environ.get("RANK", "0")) == 0):  # checked first: a refusal writes nothing
+        return _train_and_score(model, dataset, run_dir, config, data_dir, num_samples, resume, eval_k, fit,
+                                em_iterations, overrides, record)  # fmt: skip
+
+
+def _train_and_score(model, dataset, run_dir, config, data_dir, num_samples, resume, eval_k, fit, em_iterations,
+                     overrides, record) -> dict:  # fmt: skip
+    from genzoo.train import train
+
     data_info = {"name": dataset.name, "data_dir": None if data_dir is None else str(data_dir)}
     if fit is not None:  # closed-form / EM fitting instead of gradient steps
         start = time.perf_counter()
@@ -180,7 +201,7 @@ def train_and_evaluate(
         save_model(run_dir / MODEL_FILE, model, extra={"data": data_info, "fit": result})
         (run_dir / BEST_FILE).unlink(missing_ok=True)  # weights of an earlier gradient run are not this fit
     else:
-        result = train(model, dataset, run_dir, config, resume=resume, data_info=data_info)
+        result = train(model, dataset, run_dir, config, resume=resume, data_info=data_info, overrides=overrides)
     if result.get("status") != "finished" or int(os.environ.get("RANK", "0")) != 0:
         return result
     start = time.perf_counter()
@@ -193,19 +214,22 @@ def train_and_evaluate(
     test["weights"] = trained.checkpoint_info["weights"]
     if test["kind"] == "samples-only":  # no likelihood: judge the samples
         test["sample_metrics"] = evaluate_samples(trained, dataset, len(dataset.test), config.seed, data_dir)
+    flagged = untrusted(test, trained)
     results = {
-        "model": model_name,
+        "model": model.config["name"],
         "data": dataset.name,
+        **(record or {}),
         "params": sum(p.numel() for p in model.parameters()),
         **result,
         "weights": test["weights"],
         "test": test,
+        **({"flagged": flagged} if flagged else {}),
         "eval_seconds": time.perf_counter() - start,
     }
     if num_samples:
         samples = sample_images(trained, num_samples, seed=config.seed)
         results["samples"] = str(save_grid(samples, dataset.levels, run_dir / "samples.png"))
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    write_text(run_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
     return results
 
 

@@ -24,6 +24,7 @@ import torch
 
 from genzoo.atomic import atomic_path
 from genzoo.data.base import ImageSplit
+from genzoo.errors import UsageError
 
 
 def _images(split: ImageSplit, index: torch.Tensor, seed: int):
@@ -56,7 +57,7 @@ def _labelled(dataset, split_name: str, model, seed: int):
     train_codes, train_labels = encode_split(model, dataset.train, seed=seed)
     codes, labels = encode_split(model, dataset.split(split_name), seed=seed)
     if train_labels is None or labels is None:
-        raise ValueError(f"dataset {dataset.name} has no labels")
+        raise UsageError(f"dataset {dataset.name} has no labels")
     return train_codes, train_labels, codes, labels
 
 

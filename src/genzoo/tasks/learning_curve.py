@@ -23,6 +23,7 @@ import torch
 
 from genzoo.atomic import atomic_path
 from genzoo.data.base import ImageDataset
+from genzoo.errors import UsageError
 
 # name -> factory(dataset) -> an unfitted classifier with fit(images, labels) and predict(images)
 Factory = Callable[[ImageDataset], object]
@@ -147,6 +148,11 @@ def run_learning_curve(
     from genzoo.data import load_dataset
 
     dataset = load_dataset(data_name, data_dir)
+    if dataset.train.labels is None or dataset.num_classes is None:
+        raise UsageError(f"{dataset.name} has no labels: a learning curve needs a labelled dataset")
+    too_big = [s for s in sizes or () if s > len(dataset.train)]
+    if too_big:
+        raise UsageError(f"--sizes {too_big[0]} exceeds the {len(dataset.train)} training images of {dataset.name}")
     sizes = default_sizes(len(dataset.train), dataset.num_classes or 1) if sizes is None else sizes
     rows = learning_curve(dataset, sizes, seeds)
     out = Path(out_dir)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genzoo.errors import DataError, UsageError
 from genzoo.models.classic.emissions import GaussianEmission
 from genzoo.models.classic.hmm import HMM
 
@@ -40,11 +41,11 @@ SERIES = ("sunspots", "co2", "elnino", "macro")
 def load_series(name: str) -> tuple[np.ndarray, list[str]]:
     """A series shipped with statsmodels: (values (T, d) float64, column names)."""
     if name not in SERIES:
-        raise ValueError(f"unknown series {name!r}; choose one of: {', '.join(SERIES)}")
+        raise UsageError(f"unknown series {name!r}; choose one of: {', '.join(SERIES)}")
     try:
         from statsmodels import datasets
     except ImportError:
-        raise ValueError(f"--series {name} needs statsmodels (pip install statsmodels), or give --csv") from None
+        raise UsageError(f"--series {name} needs statsmodels (pip install statsmodels), or give --csv") from None
     if name == "sunspots":
         frame = datasets.sunspots.load_pandas().data[["SUNACTIVITY"]]
     elif name == "co2":  # weekly with gaps: monthly means, the few empty months interpolated
@@ -73,32 +74,32 @@ def load_csv(path, columns: list[str] | None = None) -> tuple[np.ndarray, list[s
                 if any(cell.strip() for cell in row):
                     lines.append((reader.line_num, row))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise ValueError(f"cannot read CSV file {path}: {getattr(err, 'strerror', None) or err}") from None
+        raise DataError(f"cannot read CSV file {path}: {getattr(err, 'strerror', None) or err}") from None
     if len(lines) < 2:
-        raise ValueError(f"{path} needs a header row and at least one data row")
+        raise DataError(f"{path} needs a header row and at least one data row")
     header = [name.strip() for name in lines[0][1]]
     if len(set(header)) != len(header):
-        raise ValueError(f"{path}: the header repeats a column name: {', '.join(header)}")
+        raise DataError(f"{path}: the header repeats a column name: {', '.join(header)}")
     for line, row in lines[1:]:
         if len(row) != len(header):
-            raise ValueError(f"{path} line {line}: {len(row)} fields, but the header has {len(header)}")
+            raise DataError(f"{path} line {line}: {len(row)} fields, but the header has {len(header)}")
     cells = {name: [(line, row[i].strip()) for line, row in lines[1:]] for i, name in enumerate(header)}
     if columns:
         missing = [c for c in columns if c not in cells]
         if missing:
-            raise ValueError(f"{path} has no column {missing[0]!r}; its columns are: {', '.join(header)}")
+            raise DataError(f"{path} has no column {missing[0]!r}; its columns are: {', '.join(header)}")
     else:
         columns = [name for name in header if any(_is_number(v) for _, v in cells[name])]  # then all must be
         if not columns:
-            raise ValueError(f"{path} has no numeric column; its columns are: {', '.join(header)}")
+            raise DataError(f"{path} has no numeric column; its columns are: {', '.join(header)}")
     values = np.empty((len(lines) - 1, len(columns)))
     for j, name in enumerate(columns):
         for i, (line, text) in enumerate(cells[name]):
             if text and not _is_number(text):
-                raise ValueError(f"{path} line {line}, column {name!r}: {text!r} is not a number")
+                raise DataError(f"{path} line {line}, column {name!r}: {text!r} is not a number")
             values[i, j] = float(text) if text else math.nan
             if not math.isfinite(values[i, j]):
-                raise ValueError(
+                raise DataError(
                     f"{path} line {line}, column {name!r}: missing or non-finite value ({text!r}); "
                     "drop or fill such rows first"
                 )
@@ -157,10 +158,10 @@ def simulate(
     values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
     t_len, dims = values.shape
     if t_len < max(10, 2 * states):
-        raise ValueError(f"{name} has {t_len} time steps: too short for {states} states (need {max(10, 2 * states)})")
+        raise DataError(f"{name} has {t_len} time steps: too short for {states} states (need {max(10, 2 * states)})")
     mean, scale = values.mean(0), values.std(0)
     if (scale == 0).any():
-        raise ValueError(f"column {columns[int(np.argmin(scale))]!r} of {name} is constant")
+        raise DataError(f"column {columns[int(np.argmin(scale))]!r} of {name} is constant")
     z = (values - mean) / scale
     lags = min(lags, t_len - 1)
     model, log_lik = fit_gaussian_hmm(z, states, covariance, restarts, iterations, seed)
