@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.checkpoint import load_tensors, save_tensors
+from genzoo.checkpoint import flatten_state, load_tensors, save_tensors, unflatten_state
 from genzoo.nn.conditioning import ConditionNet
 
 FORMAT = "genzoo-regression-cnn/1"
@@ -120,9 +120,10 @@ def fit_regression(
     """Train ``model`` on ``dataset.train`` (images x, conditions y) with Adam until a budget is reached.
 
     With ``checkpoint``, resumes from it when it exists and saves to it every ``eval_every`` steps and at
-    the end (weights, optimizer, step, elapsed seconds; the best validation weights are kept as well and
-    restored at the end). ``log(dict)`` receives a line per validation. Returns {step, elapsed,
-    valid_loss (best), train_loss}.
+    the end (weights, Adam's state, step, elapsed seconds, and the best validation weights, which are
+    restored at the end). The batches of a resumed run are drawn afresh (seeded by the step), so a resumed
+    run is a faithful continuation but not bit-identical to an uninterrupted one. ``log(dict)`` receives a
+    line per validation. Returns {step, elapsed, valid_loss (best), train_loss}.
     """
     if max_time is None and max_steps is None:
         raise ValueError("give max_time or max_steps")
@@ -135,6 +136,8 @@ def fit_regression(
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
         step, elapsed, best = meta["step"], meta["elapsed"], meta["best"]
+        if "optimizer" in meta:
+            optimizer.load_state_dict(unflatten_state(meta["optimizer"], tensors))
     generator = torch.Generator().manual_seed(seed + step)
     split, valid = dataset.train, dataset.valid
     window = []
@@ -155,6 +158,7 @@ def fit_regression(
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         tensors.update({f"best.{k}": v for k, v in (best_state or {}).items()})
         meta = {"format": FORMAT, "spec": model.spec, "step": step, "elapsed": elapsed, "best": best}
+        meta["optimizer"] = flatten_state(optimizer.state_dict(), "optimizer", tensors)
         save_tensors(path, tensors, meta)
 
     model.train()
