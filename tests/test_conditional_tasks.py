@@ -240,3 +240,13 @@ def test_sample_figure_from_a_png_and_from_indices(tmp_path):
         assert two.height > one.height and two.width > one.width  # two rows; a truth column
     with pytest.raises(ValueError, match="indices"):
         conditional.sample_figure(model, tmp_path / "c.png", dataset=data, indices=[270])
+
+
+def test_cifar_shaped_data_gives_8x8_conditions_and_gray_conditions():
+    """CIFAR-10's files are not in the test data: its shape (3x32x32, 256 levels) stands in."""
+    toy = synthetic(256, (3, 32, 32), n=4)
+    sr = superres_dataset(toy, 4)
+    assert sr.condition_shape == (3, 8, 8) and sr.condition_levels == 256
+    assert torch.equal(sr.test.labels, downsample(toy.test.images, 4, 256))
+    assert colorize_dataset(toy).condition_shape == (1, 32, 32)
+    assert conditional.task_of(sr.image_shape, sr.condition_shape) == ("superres", 4)
