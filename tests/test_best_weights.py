@@ -1,6 +1,6 @@
 """Early stopping as papers report it: the weights with the best validation score are kept beside the last.
 
-The validation scores are scripted (``genzoo.train.validation_metrics`` replaced) so that the best step is known
+The validation scores are scripted (``genzoo.train_loop.validation_metrics`` replaced) so that the best step is known
 and differs from the last one; each test can fail: a file written without an improvement, weights of
 another step, a resumed run that replaces a better file with a worse one, a stale file that is scored.
 """
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import genzoo
-import genzoo.train as train_module
+import genzoo.train_loop as train_module
 import genzoo.train_checkpoint as train_checkpoint
 from ddp_worker import tiny_dataset
 from genzoo.checkpoint import BEST_FILE, MODEL_FILE, CheckpointError, load_tensors, read_metadata
@@ -45,7 +45,7 @@ def independent(**attrs) -> IndependentPixels:
 
 
 class Scripted:
-    """Stands in for ``genzoo.train.validation_metrics``: returns the next scripted NLL and remembers the weights
+    """Stands in for ``genzoo.train_loop.validation_metrics``: returns the next scripted NLL and remembers the weights
     it was shown (the EMA weights when EMA is on). A score of None raises, like a crash mid-run."""
 
     def __init__(self, monkeypatch, scores):
@@ -122,7 +122,7 @@ def test_resume_never_replaces_a_better_file(tmp_path, monkeypatch, best_writes)
     with pytest.raises(RuntimeError, match="crash"):
         train(independent(), data, run, config(max_steps=50, checkpoint_every=20))
     assert best_writes == [10, 20, 30]
-    _, checkpoint = load_tensors(run / train_module.CHECKPOINT_FILE)
+    _, checkpoint = load_tensors(run / train_checkpoint.CHECKPOINT_FILE)
     assert checkpoint["state"]["step"] == 20 and checkpoint["state"]["best_valid"] == 3.0
     # the resumed run scores step 30 differently (2.5): better than the checkpoint's 3.0, worse than the file
     del best_writes[:]

@@ -290,7 +290,7 @@ def test_learning_curve_on_digits_writes_csv_and_png(digits, tmp_path):
 def test_gaussian_mixture_clusters_well_separated_blobs():
     from sklearn.datasets import make_blobs
 
-    from genzoo.models.classic.gmm import GaussianMixtureModel, cluster_scores
+    from genzoo.tasks.gmm import GaussianMixtureModel, cluster_scores
 
     x, truth = make_blobs(n_samples=600, centers=4, cluster_std=0.5, random_state=0)
     for covariance in ("full", "diag"):

@@ -11,9 +11,8 @@ import torch
 
 from genzoo.data import DataError, ImageDataset, ImageSplit, load_dataset
 from genzoo.data.base import DynamicallyBinarizedSplit
-from genzoo.metrics import frechet_distance, sample_metrics
-from genzoo.models import feature_net
-from genzoo.models.feature_net import (
+from genzoo.metrics import feature_net, frechet_distance, sample_metrics
+from genzoo.metrics.feature_net import (
     binarized_mnist_test_labels,
     cache_path,
     feature_network,

@@ -30,8 +30,8 @@ from genzoo.metrics import (
     precision_recall,
     sample_metrics,
 )
+from genzoo.metrics.feature_net import feature_network, train_feature_network
 from genzoo.models.adversarial.gan import DCGAN
-from genzoo.models.feature_net import feature_network, train_feature_network
 from genzoo.nn.adversarial import (
     dequantize,
     discriminator_loss,
@@ -324,7 +324,7 @@ def test_evaluator_reports_samples_only_for_gans(digits):
 
 def test_cli_trains_and_scores_a_conditional_gan(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GENZOO_DATA", str(tmp_path / "data"))
-    monkeypatch.setattr("genzoo.models.feature_net.default_steps", lambda n, b: 20)
+    monkeypatch.setattr("genzoo.metrics.feature_net.default_steps", lambda n, b: 20)
     run_dir = tmp_path / "cgan"
     args = [
         "train",
@@ -404,7 +404,7 @@ def test_standard_fid_uses_pytorch_fid_when_available(monkeypatch):
 
 
 def test_feature_net_cache_skips_a_read_only_data_root(tmp_path):
-    from genzoo.models.feature_net import writable
+    from genzoo.metrics.feature_net import writable
 
     root = tmp_path / "shared"
     root.mkdir()

@@ -9,7 +9,7 @@ the last weights and ``model_best.safetensors`` those at the best validation sco
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +25,9 @@ from genzoo.checkpoint import (
     save_tensors,
     unflatten_state,
 )
+from genzoo.distributed import seed_everything, set_rng_state
+from genzoo.optim import set_hyperparameters
+from genzoo.train_config import config_from_json, resume_changes
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 FORMAT = "genzoo-train/2"
@@ -144,3 +147,50 @@ def save_best(run_dir: Path, model, ema_state, config, state: TrainState, data_i
     }
     extra = {"data": data_info, "train": asdict(config), "step": state.step, "valid": state.valid, "best": best}
     save_model(run_dir / BEST_FILE, model, ema_state, extra=extra)
+
+
+@dataclass
+class Restored:
+    """What ``restore_run`` brings back besides the weights and optimizer states it loads in place."""
+
+    state: TrainState
+    window: dict | None = None  # the unfinished log window
+    ema_state: dict | None = None
+    changes: dict = field(default_factory=dict)  # overridden options: {name: (stored, now)}
+
+
+def restore_run(path: Path, model, dataset, optimizers: dict, group_configs: dict, config, overrides, rank: int,
+                device) -> Restored:  # fmt: skip
+    """Resume from checkpoint ``path``: check it belongs to this model and data and that ``config`` keeps
+    its run-defining options (``resume_changes``), then load the weights and optimizer states in place,
+    apply the config's hyperparameters, and restore this rank's random state (a rank the checkpoint did
+    not have gets a fresh, distinct stream)."""
+    tensors, meta = read_checkpoint(path, model, dataset.image_shape, dataset.levels, dataset.name)
+    changes = resume_changes(config_from_json(meta["train"]), config, overrides)
+    ema_state = restore_model(model, tensors, path)
+    restore_optimizers(optimizers, meta, tensors, path)
+    for name, optimizer in optimizers.items():  # an overridden weight decay or momentum
+        set_hyperparameters(optimizer, group_configs[name])
+    rngs = restore_rngs(meta, tensors)
+    if rank < len(rngs):
+        set_rng_state(rngs[rank], device)
+    else:
+        seed_everything(config.seed + rank + 1_000_003 * meta["state"]["step"])
+    state = dict(meta["state"])
+    window = state.pop("window", None)
+    return Restored(TrainState(**state), window, ema_state if meta.get("has_ema") else None, changes)
+
+
+def adopt_best_file(run_dir: Path, model, resumed: bool, state: TrainState) -> int | None:
+    """A resumed run keeps the best-weights file of its own run, folds its score into
+    ``state.best_valid`` and returns its step; a fresh run, or a file of another model or unreadable,
+    deletes it (so that nothing scores stale weights) and returns None."""
+    path = run_dir / BEST_FILE
+    if not path.exists():
+        return None
+    best = stored_best(run_dir, model) if resumed else None
+    if best is None:
+        path.unlink()
+        return None
+    state.best_valid = best["score"] if state.best_valid is None else min(state.best_valid, best["score"])
+    return best["step"]

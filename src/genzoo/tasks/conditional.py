@@ -19,7 +19,7 @@ truth and the scores averaged over the samples:
 - ``diversity``: the standard deviation of each subpixel over the samples of one condition, averaged
   over subpixels and conditions (0 for a deterministic method);
 - ``accuracy``: a classifier's accuracy on the predictions (MNIST: the digit classifier of
-  ``genzoo.models.feature_net``), beside its accuracy on the true images;
+  ``genzoo.metrics.feature_net``), beside its accuracy on the true images;
 - ``colourfulness``: Hasler & Süsstrunk (2003), M = sigma_rgyb + 0.3 mu_rgyb on the 0..255 scale, per
   image, averaged (RGB only);
 - the model's exact conditional NLL -log p(x | y) over the whole split: ``genzoo.evaluate.evaluate_nll``.
@@ -359,14 +359,14 @@ def digit_classifier(dataset, data_dir=None):
     """(classifier, class labels of the test split) for the downstream score, or (None, None).
 
     For super-resolution of ``mnist`` and ``binarized-mnist``: the digit classifier of
-    ``genzoo.models.feature_net`` (trained and cached on first use; binary MNIST's is trained on MNIST
+    ``genzoo.metrics.feature_net`` (trained and cached on first use; binary MNIST's is trained on MNIST
     binarized at every draw) and the test labels (binarized MNIST's recovered from the aligned MNIST test
     set).
     """
     if getattr(dataset, "source", None) not in ("mnist", "binarized-mnist"):
         return None, None
     from genzoo.data import load_dataset
-    from genzoo.models.feature_net import feature_network, recovered_labels
+    from genzoo.metrics.feature_net import feature_network, recovered_labels
 
     source = load_dataset(dataset.source, data_dir)
     labels = dataset.classes.get("test")

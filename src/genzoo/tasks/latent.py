@@ -11,7 +11,7 @@ draws from p(x | z) (``mean=False``); for the PixelCNN decoder both go subpixel 
 
 Scores: linear-probe accuracy (multinomial logistic regression, L2, on standardized codes of the
 train split, scored on the requested split) against the majority-class rate; clustering by a Gaussian
-mixture fitted to the train codes (``genzoo.models.classic.gmm``), scored on the requested split by
+mixture fitted to the train codes (``genzoo.tasks.gmm``), scored on the requested split by
 adjusted Rand index and normalized mutual information against the labels.
 """
 
@@ -89,7 +89,7 @@ def cluster_codes(
     """A Gaussian mixture (full covariances, ``components`` = the number of classes by default, the best
     of ``restarts`` EM runs) fitted to the standardized train codes; ARI and NMI of its assignments of
     ``split``'s codes against the labels."""
-    from genzoo.models.classic.gmm import GaussianMixtureModel, cluster_scores
+    from genzoo.tasks.gmm import GaussianMixtureModel, cluster_scores
 
     train_codes, _, codes, labels = _labelled(dataset, split, model, seed)
     train_codes, codes = _standardize(train_codes, codes)
