@@ -1,6 +1,6 @@
 """Sample-quality metrics for any model with ``sample()``, computed offline in a feature network's space.
 
-Features come from ``genzoo.models.feature_net`` (a small CNN trained on the dataset, cached in the data
+Features come from ``genzoo.metrics.feature_net`` (a small CNN trained on the dataset, cached in the data
 root). Between a set of generated images and a reference set of real ones:
 
 - Fréchet distance [1]: |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussians fitted to
@@ -173,7 +173,7 @@ def sample_metrics(
     trained on MNIST). ``inception``: also the standard FID ("fid_inception") when pytorch-fid and its
     weights are available locally, else that entry is None. Returns a JSON-able dict.
     """
-    from genzoo.models.feature_net import feature_network
+    from genzoo.metrics.feature_net import feature_network
 
     samples = torch.as_tensor(samples).long().cpu()
     if (
