@@ -43,6 +43,8 @@ def cmd_list(args) -> int:
     from genzoo.data import DATASETS
     from genzoo.registry import describe
 
+    if args.options or args.recipes:  # genzoo list --options / --recipes (genzoo.model_info)
+        return cmd_list_details(args)
     print("models:")
     for name, text in describe():
         print(f"  {name:<18} {text}")
@@ -50,6 +52,68 @@ def cmd_list(args) -> int:
     for name, text in DATASETS.items():
         print(f"  {name:<18} {text}")
     return 0
+
+
+# -- genzoo list --options/--recipes, genzoo describe, genzoo report: thin wrappers of model_info and report --
+
+
+def cmd_list_details(args) -> int:
+    from genzoo.model_info import format_option_list, format_recipe_list
+
+    parts = ([format_option_list()] if args.options else []) + ([format_recipe_list()] if args.recipes else [])
+    print("\n\n".join(parts))
+    return 0
+
+
+def cmd_describe(args) -> int:
+    from genzoo.model_info import describe_model, format_description
+
+    description = describe_model(args.model)
+    print(json.dumps(description, default=str) if args.json else format_description(description))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from genzoo.report import ReportError, write_comparison, write_report
+
+    try:
+        options = {"samples": args.samples, "seed": args.seed, "device": args.device, "draw": not args.no_model}
+        if len(args.runs) == 1:
+            path = write_report(args.runs[0], args.output, **options)
+        else:
+            path = write_comparison(args.runs, args.output or "report.html", **options)
+    except ReportError as err:
+        raise UsageError(str(err)) from None
+    print(f"wrote {path}")
+    return 0
+
+
+def add_report_commands(sub) -> None:
+    p = sub.add_parser(
+        "describe",
+        help="a model's options (type, default, meaning), paper, capabilities, recipes, measured results, flags",
+    )
+    p.add_argument("model", help="a model name from `genzoo list`")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_describe)
+
+    p = sub.add_parser(
+        "report",
+        help="one self-contained HTML page of what a run learned (several runs: a comparison)",
+        description="Model card, curves, test result, labelled samples, completions and task pictures of RUN "
+        "as one HTML file with everything inline (no network); several RUNs: a table sorted by test NLL, "
+        "the samples side by side, then each run.",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directory (as written by genzoo train)")
+    p.add_argument("-o", "--output", help="HTML file to write (default: RUN/report.html; several runs: report.html)")
+    p.add_argument("--samples", type=int, default=64, help="samples drawn from the model for the grid (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples and completions (default 0)")
+    p.add_argument("--device", default="cpu", help="device the model draws on (default cpu)")
+    p.add_argument("--no-model", action="store_true", help="do not load the model: show only what the files hold")
+    p.set_defaults(handler=cmd_report)
+
+
+# ------------------------------------------------------------------------------------------------------------
 
 
 def train_config(args, recipe: dict | None = None):
@@ -380,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list models and datasets")
+    p.add_argument("--options", action="store_true", help="every model's options: type, default and meaning")
+    p.add_argument("--recipes", action="store_true", help="the papers' recipes (--preset) with their figures")
     p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser(
@@ -576,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_weights_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.set_defaults(handler=cmd_latent)
+
+    add_report_commands(sub)  # genzoo describe, genzoo report
     return parser
 
 
