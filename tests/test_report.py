@@ -88,10 +88,13 @@ def test_an_em_fitted_run_and_partial_runs_degrade_gracefully(runs, tmp_path):
 
     partial = tmp_path / "partial"
     shutil.copytree(runs["pixelcnn"], partial)
+    (partial / "tasks").mkdir()
+    shutil.copy(partial / "samples.png", partial / "tasks" / "latent_map.png")  # a task's picture
     for name in ("results.json", "model.safetensors", "model_best.safetensors", "samples.png", "report.html"):
         (partial / name).unlink()
     page = write_report(partial).read_text()
     assert "No test result yet" in page and "no model file yet" in page and "training curves" in page
+    assert "task pictures" in page and "tasks/latent_map.png</figcaption>" in page
     assert_self_contained(page)
 
     empty = tmp_path / "empty"

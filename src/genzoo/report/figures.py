@@ -116,8 +116,9 @@ def load_model(run: dict, device: str = "cpu"):
 
 
 def draw_samples(model, n: int = SAMPLES, seed: int = 0) -> tuple[bytes, str, float, str]:
-    """A labelled grid of samples (PNG), its caption and the sampling time in seconds. A class-conditional
-    model draws the classes 0, 1, ... in turn, one column per class with its label under the column."""
+    """A labelled grid of samples (PNG), its caption, the sampling time in seconds and a line saying how fast
+    that was. A class-conditional model draws the classes 0, 1, ... in turn, one column per class with its
+    label under the column."""
     import torch
 
     from genzoo.images import labelled_grid
@@ -144,7 +145,8 @@ def draw_samples(model, n: int = SAMPLES, seed: int = 0) -> tuple[bytes, str, fl
     cached = getattr(model, "has_cached_sampling", None)
     how = "" if cached is None else (", cached sampling" if cached else ", naive sampling (one pass per subpixel)")
     caption = f"{n} samples (seed {seed}) of the {model.checkpoint_info.get('weights', '')} weights"
-    return _png_bytes(picture), caption, seconds, how
+    speed = f"sampling: {n} images in {seconds:.3g} s ({n / max(seconds, 1e-9):.1f} images/s on {model.device}{how})"
+    return _png_bytes(picture), caption, seconds, speed
 
 
 def draw_completions(model, run: dict, seed: int = 0) -> tuple[bytes, str] | None:

@@ -237,10 +237,8 @@ def samples_section(run: dict, model, samples: int, seed: int) -> tuple[str, byt
         model = None
     if model is not None and samples > 0:
         try:
-            grid, caption, seconds, how = draw_samples(model, samples, seed)
+            grid, caption, _, speed = draw_samples(model, samples, seed)
             out.append(_figure(grid, caption))
-            rate = samples / max(seconds, 1e-9)
-            speed = f"sampling: {_seconds(seconds)} for the grid ({rate:.1f} images/s on {model.device}{how})"
             out.append(f"<p class=sub>{_esc(speed)}</p>")
         except Exception as err:  # noqa: BLE001 (one model that cannot sample must not lose the report)
             run["notes"].append(f"cannot draw samples: {type(err).__name__}: {err}")
