@@ -203,6 +203,10 @@ def test_section(run: dict) -> str:
     if isinstance(note, dict):
         z = f"log Z = {_num(note.get('log_z'), 4)} ± {_num(note.get('log_z_stderr'), 3)} ({note.get('method')})"
         rows.append(("partition function", z))
+    if t.get("conditional"):  # a class-conditional model is scored given each image's label
+        rows.append(("conditioned on", "each test image's class label: -log p(x | y)"))
+    if "accuracy" in t:
+        rows.append(("classification accuracy", f"{_num(t['accuracy'], 4)} (Bayes' rule over the classes)"))
     rows += [("test images", _num(t["n"]) if "n" in t else None), ("weights", t.get("weights"))]
     if r.get("best_valid") is not None and r.get("best_step") is not None:
         rows.append(("best validation", f"{_num(r['best_valid'], 4)} at step {_num(r.get('best_step'))}"))
