@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def cmd_train(args) -> int:
     if overrides:
         config = make_config({**given_options(args), **overrides}, chosen.train if chosen else None)
     run_dir = Path(args.run_dir or f"runs/{args.model}-{data}")
-    record = {"preset": args.preset, "command": "genzoo " + " ".join(sys.argv[1:])}
+    record = {"preset": args.preset, "command": "genzoo " + " ".join(shlex.quote(a) for a in args.argv)}
     results = train_and_evaluate(
         args.model,
         data,
@@ -165,6 +166,7 @@ def cmd_train(args) -> int:
         em_iterations=args.em_iterations,
         overrides=tuple(overrides),
         record=record,
+        test_max_images=args.test_max_images,
     )
     if results.get("status") == "interrupted":
         if int(os.environ.get("RANK", "0")) == 0:
@@ -182,7 +184,10 @@ def cmd_train(args) -> int:
 
 def describe_result(r: dict) -> str:
     """One line: exact NLL, or bound and importance-sampling estimate, in nats and bits/dim; and the
-    sample-quality metrics when computed."""
+    sample-quality metrics when computed; a partial evaluation says so."""
+    if r.get("partial"):
+        rest = {k: v for k, v in r.items() if k != "partial"}
+        return f"{describe_result(rest)} (PARTIAL: the first {r['n']} of {r['of']} images)"
     if "sample_metrics" in r:
         from genzoo.metrics import summary_line
 
@@ -206,6 +211,10 @@ def describe_result(r: dict) -> str:
         f"NLL {r['nll_nats']:.3f} ± {r['nll_nats_stderr']:.3f} nats ({r['bits_per_dim']:.4f} bits/dim) "
         f"over {r['n']} images"
     )
+    if r.get("conditional"):  # a class-conditional model: the NLL of each image given its label
+        line = line.replace("NLL ", "NLL of x given its label, -log p(x|y): ", 1)
+        if "accuracy" in r:
+            line += f"; classification accuracy (Bayes' rule) {r['accuracy']:.4f}"
     note = r.get("partition") or {}
     if r.get("kind") == "estimate" and note:  # an energy model: the NLL rests on an AIS estimate of log Z
         low, high = note.get("log_z_interval", [math.nan, math.nan])
@@ -231,6 +240,7 @@ def cmd_eval(args) -> int:
         num_samples=args.k,
         sample_count=args.samples,
         weights=args.weights,
+        max_images=args.max_images,
     )
     if result.get("flagged") and not args.json:
         raise TrainingError(result["flagged"])
@@ -501,6 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="importance samples for the final test estimate of latent-variable models (default 5000)",
     )
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in RUN_DIR and start over")
+    p.add_argument(
+        "--test-max-images",
+        type=positive_int,
+        metavar="N",
+        help="score only the first N test images at the end (quicker; the result is labelled partial)",
+    )
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="NLL of a trained run over a full split (nats and bits/dim)")
@@ -511,6 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(
         "--k", type=positive_int, default=5000, help="importance samples for latent-variable models (default 5000)"
+    )
+    p.add_argument(
+        "--max-images",
+        type=positive_int,
+        metavar="N",
+        help="score only the first N images of the split (the result is labelled partial)",
     )
     p.add_argument(
         "--samples",
@@ -655,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"genzoo: error: {err}", file=sys.stderr)
         return err.exit_code
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if getattr(args, "index", 0) is None:
         args.index = list(range(8))
     try:

@@ -144,10 +144,13 @@ def evaluate_model(model, split: ImageSplit, **kwargs) -> dict:
     an estimate with that uncertainty, under "partition"), "bound" (``evaluate_bound``; a DBN's rests on
     its top RBM's log Z, under "partition"), "reconstruction" (``evaluate_reconstruction``: no
     likelihood) or "samples-only" (GANs: judge them by ``genzoo.metrics.sample_metrics``).
-    ``num_samples`` (k) only matters for bounds.
+    ``num_samples`` (k) only matters for bounds. A class-conditional model's NLL is -log p(x | y)
+    ("conditional": true); one that always uses labels (naive Bayes) also reports its Bayes-rule
+    "accuracy" (with ``class_prior``, log p(y), when given).
     """
     kind = model.likelihood
     num_samples = kwargs.pop("num_samples", 5000)
+    class_prior = kwargs.pop("class_prior", None)
     note = model.partition_details()
     extra = {"partition": note} if note else {}
     if kind == "none":
@@ -158,7 +161,21 @@ def evaluate_model(model, split: ImageSplit, **kwargs) -> dict:
         return {"kind": "bound", **extra, **evaluate_bound(model, split, num_samples=num_samples, **kwargs)}
     if kind == "partition":  # exact only if log Z was enumerated; otherwise an AIS estimate with its error
         kind = "exact" if note and note["method"] == "exact" else "estimate"
-    return {"kind": kind, **extra, **evaluate_nll(model, split, **kwargs)}
+    result = {"kind": kind, **extra, **evaluate_nll(model, split, **kwargs)}
+    if model.conditional:  # the NLL is of x given its label, -log p(x | y), not -log p(x)
+        result["conditional"] = True
+        if model.label_use == "always" and split.labels is not None:  # a classifier by nature (naive Bayes)
+            result["accuracy"] = classification_accuracy(model, split, class_prior)
+    return result
+
+
+def classification_accuracy(model, split: ImageSplit, class_prior: torch.Tensor | None = None) -> float:
+    """Accuracy of the Bayes-rule classifier p(y | x) ∝ p(x | y) p(y) of a class-conditional explicit model
+    on ``split`` (``class_prior``: log p(y), e.g. from the train labels; None: uniform)."""
+    from genzoo.classify import GenerativeClassifier
+
+    x, y = split.full_batch(torch.Generator().manual_seed(0))
+    return GenerativeClassifier(model, log_prior=class_prior).accuracy(x, y)
 
 
 def validation_metrics(model, split: ImageSplit, batch_size: int = 256, seed: int = 0) -> dict:

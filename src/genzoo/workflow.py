@@ -5,6 +5,7 @@ Only wiring: the dataset, the registry, the trainer, the evaluator and the image
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -105,6 +106,7 @@ def evaluate_run(
     num_samples: int = 5000,
     sample_count: int | None = None,
     weights: str = "auto",
+    max_images: int | None = None,
 ) -> dict:
     """Test NLL of a run over the full split (nats and bits/dim), EMA weights when present: exact for
     explicit-density models, ELBO and ``num_samples``-sample importance estimate for latent models.
@@ -112,14 +114,22 @@ def evaluate_run(
     ``weights`` picks the run's weights ("auto": the best-validation ones when kept, else the last; see
     ``model_run_data``); the result's "weights" says which were scored, e.g. "best (step 12000, valid
     nll_nats 95.3124)". With ``sample_count`` (default: 0, or the split's size for models without a
-    likelihood), also the sample-quality metrics of that many samples under "sample_metrics"."""
+    likelihood), also the sample-quality metrics of that many samples under "sample_metrics".
+    ``max_images``: score only the first N images; the result says "partial" (and of how many)."""
     with run_lock(run_dir, shared=True):
         model, dataset = model_run_data(run_dir, data_dir, weights)
     model.to(select_device(device))
-    model.prepare_for_evaluation()
+    model.prepare_for_evaluation(progress=progress)
+    scored = first_images(dataset.split(split), max_images)
     result = evaluate_model(
-        model, dataset.split(split), batch_size=batch_size, progress=progress, num_samples=num_samples
+        model,
+        scored,
+        batch_size=batch_size,
+        progress=progress,
+        num_samples=num_samples,
+        class_prior=train_class_prior(dataset),
     )
+    result.update(partial_note(dataset.split(split), scored))
     flagged = untrusted(result, model)
     if flagged:
         result["flagged"] = flagged
@@ -129,6 +139,42 @@ def evaluate_run(
         root = data_dir if data_dir is not None else (model.checkpoint_info.get("data") or {}).get("data_dir")
         result["sample_metrics"] = evaluate_samples(model, dataset, sample_count, data_dir=root, split=split)
     return {"split": split, "dataset": dataset.name, "weights": model.checkpoint_info["weights"], **result}
+
+
+def first_images(split, max_images: int | None):
+    """The first ``max_images`` images of ``split`` (all when None): a partial evaluation, labelled so."""
+    if max_images is None or max_images >= len(split):
+        return split
+    labels = None if split.labels is None else split.labels[:max_images]
+    return dataclasses.replace(split, images=split.images[:max_images], labels=labels)
+
+
+def partial_note(split, scored) -> dict:
+    return {"partial": True, "of": len(split)} if len(scored) < len(split) else {}
+
+
+def device_description(device: torch.device) -> str:
+    """The device in words, e.g. "CPU: AMD EPYC 9B14, 1 threads" or "CUDA: NVIDIA H200"."""
+    if device.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(device)}"
+    name = "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {name}, {torch.get_num_threads()} threads"
+
+
+def train_class_prior(dataset) -> torch.Tensor | None:
+    """log p(y) from the train split's label counts (Laplace-smoothed), or None without labels."""
+    from genzoo.classify import log_prior_from_labels
+
+    if dataset.train.labels is None or not dataset.num_classes:
+        return None
+    return log_prior_from_labels(dataset.train.labels, dataset.num_classes, alpha=1.0)
 
 
 def evaluate_samples(model, dataset, n: int, seed: int = 0, data_dir=None, split: str = "test") -> dict:
@@ -157,6 +203,8 @@ def train_and_evaluate(
     em_iterations: int | None = None,
     overrides=(),
     record: dict | None = None,
+    test_max_images: int | None = None,
+    report: bool = True,
 ) -> dict:
     """Train (resuming if possible), then score the full test split and write a sample grid.
 
@@ -171,6 +219,8 @@ def train_and_evaluate(
     whole call (``genzoo.runlock``). ``overrides``: training options a resumed run may change (see
     ``genzoo.train.train``). A test NLL that cannot be trusted (worse than the uniform model, a
     non-finite log Z) is recorded with the reason under "flagged" (``genzoo.evaluate.untrusted``).
+    ``test_max_images``: score only the first N test images (the result says "partial"). ``report``:
+    also write ``report.html`` (``genzoo.report``).
     Returns the results dict (status 'interrupted', with "signal", if training was stopped).
     """
 
@@ -184,11 +234,11 @@ def train_and_evaluate(
         check_run_dir(run_dir, model)
     with run_lock(run_dir, enabled=int(os.environ.get("RANK", "0")) == 0):  # checked first: a refusal writes nothing
         return _train_and_score(model, dataset, run_dir, config, data_dir, num_samples, resume, eval_k, fit,
-                                em_iterations, overrides, record)  # fmt: skip
+                                em_iterations, overrides, record, test_max_images, report)  # fmt: skip
 
 
 def _train_and_score(model, dataset, run_dir, config, data_dir, num_samples, resume, eval_k, fit, em_iterations,
-                     overrides, record) -> dict:  # fmt: skip
+                     overrides, record, test_max_images, report) -> dict:  # fmt: skip
     from genzoo.train import train
 
     data_info = {"name": dataset.name, "data_dir": None if data_dir is None else str(data_dir)}
@@ -207,11 +257,17 @@ def _train_and_score(model, dataset, run_dir, config, data_dir, num_samples, res
     start = time.perf_counter()
     weights = "auto" if config.keep_best else "last"
     trained = load(run_dir, weights=weights).to(select_device(config.device))
-    trained.prepare_for_evaluation()
+    trained.prepare_for_evaluation(progress=config.progress)
+    scored = first_images(dataset.test, test_max_images)
     test = evaluate_model(
-        trained, dataset.test, batch_size=config.eval_batch_size, progress=config.progress, num_samples=eval_k
+        trained,
+        scored,
+        batch_size=config.eval_batch_size,
+        progress=config.progress,
+        num_samples=eval_k,
+        class_prior=train_class_prior(dataset),
     )
-    test["weights"] = trained.checkpoint_info["weights"]
+    test.update(partial_note(dataset.test, scored), weights=trained.checkpoint_info["weights"])
     if test["kind"] == "samples-only":  # no likelihood: judge the samples
         test["sample_metrics"] = evaluate_samples(trained, dataset, len(dataset.test), config.seed, data_dir)
     flagged = untrusted(test, trained)
@@ -220,6 +276,8 @@ def _train_and_score(model, dataset, run_dir, config, data_dir, num_samples, res
         "data": dataset.name,
         **(record or {}),
         "params": sum(p.numel() for p in model.parameters()),
+        "device": device_description(trained.device),
+        "torch_version": torch.__version__,
         **result,
         "weights": test["weights"],
         "test": test,
@@ -230,6 +288,10 @@ def _train_and_score(model, dataset, run_dir, config, data_dir, num_samples, res
         samples = sample_images(trained, num_samples, seed=config.seed)
         results["samples"] = str(save_grid(samples, dataset.levels, run_dir / "samples.png"))
     write_text(run_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+    if report:
+        from genzoo.report import write_report
+
+        results["report"] = str(write_report(run_dir, device=str(trained.device)))
     return results
 
 

@@ -232,8 +232,9 @@ class GenerativeModel(nn.Module, abc.ABC):
         optimizer.step()
         return {"loss": loss.detach()}
 
-    def prepare_for_evaluation(self) -> None:
-        """Called before the final evaluation (e.g. an energy model computes log Z); nothing by default."""
+    def prepare_for_evaluation(self, progress: bool = False) -> None:
+        """Called before the final evaluation (e.g. an energy model computes log Z, with a progress bar
+        when ``progress``); nothing by default."""
 
     def partition_details(self) -> dict | None:
         """How the normalizer behind ``log_prob`` (or a bound) was obtained, or None where none is needed."""
@@ -421,9 +422,9 @@ class EnergyModel(GenerativeModel):
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x) = -F(x) - log Z with the stored log Z, nats."""
 
-    def prepare_for_evaluation(self) -> None:
+    def prepare_for_evaluation(self, progress: bool = False) -> None:
         if not self.has_partition:
-            self.compute_partition()
+            self.compute_partition(progress=progress)
 
 
 class AdversarialModel(GenerativeModel):

@@ -243,9 +243,9 @@ class DBN(LatentVariableModel):
     def has_partition(self) -> bool:
         return self.top.has_partition
 
-    def prepare_for_evaluation(self) -> None:
+    def prepare_for_evaluation(self, progress: bool = False) -> None:
         if not self.has_partition:
-            self.compute_partition()
+            self.compute_partition(progress=progress)
 
     def partition_details(self) -> dict | None:
         return self.top.partition_details()

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.errors import TrainingError
 from genzoo.models.base import EnergyModel
 from genzoo.models.energy.partition import PAPER_NUM_BETAS, ais_betas, enumerate_logsumexp, log_mean_exp_stats
 
@@ -275,6 +276,7 @@ class RBM(EnergyModel):
         num_betas: int = PAPER_NUM_BETAS,
         base_rate_visible_bias: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        progress: bool = False,
     ) -> tuple[float, float]:
         """AIS estimate of log Z [3, 4]: (log Z, its standard error), nats; details in ``self.last_ais``.
 
@@ -294,7 +296,12 @@ class RBM(EnergyModel):
         betas = ais_betas(num_betas).tolist()
         v = self._sample_visible(base.expand(num_chains, -1), generator)  # exact draws from A
         log_w = torch.zeros(num_chains, dtype=torch.float64, device=w.device)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(betas) - 1, desc=f"AIS log Z ({num_chains} chains)", unit="beta", leave=False,
+                   disable=not progress, mininterval=1.0)  # fmt: skip
         for k in range(1, len(betas)):
+            bar.update(1)
             previous, beta = betas[k - 1], betas[k]
             units = self._encode(v)
             x = units @ w.t() + c
@@ -306,6 +313,7 @@ class RBM(EnergyModel):
             if k < len(betas) - 1:  # a Gibbs sweep leaving p_k invariant
                 h = (uniform(x.shape, x.device, generator) < torch.sigmoid(beta * x)).to(w.dtype)
                 v = self._sample_visible(beta * (h @ w + b) + (1 - beta) * base, generator)
+        bar.close()
         log_z_base = float(self._visible_log_norm(base[None].double())) + self.hidden * math.log(2.0)
         log_ratio, stderr, (low, high) = log_mean_exp_stats(log_w)
         self.last_ais = {
@@ -339,7 +347,7 @@ class RBM(EnergyModel):
         if method not in codes:
             raise ValueError(f"method must be 'exact' or 'ais', got {method!r}")
         if not math.isfinite(log_z):
-            raise ValueError(f"log Z must be finite, got {log_z}")
+            raise TrainingError(f"log Z must be finite, got {log_z}: the model diverged")
         if interval is None:
             interval = (log_z - 3 * stderr, log_z + 3 * stderr) if method == "ais" else (log_z, log_z)
         self.log_z.fill_(log_z)
