@@ -16,13 +16,8 @@ from genzoo.registry import MODELS, entry, model_class, options_of
 # Options that no docstring of their class, __init__ or module names yet (to be documented in the model files;
 # this list may only shrink: test_no_option_becomes_undocumented).
 KNOWN_UNDOCUMENTED = {
-    "latent.autoencoder.AutoEncoder": ["latent", "architecture"],
-    "adversarial.gan.DCGAN": ["gp_weight"],
     "autoregressive.gated_pixelcnn.GatedPixelCNN": ["num_layers", "kernel_size"],
-    "latent.vae.VAE": ["latent", "architecture", "beta"],
-    "autoregressive.made.MADE": ["hidden"],
     "autoregressive.nade.NADE": ["hidden"],
-    "energy.rbm.RBM": ["persistent"],
 }
 
 

@@ -58,6 +58,10 @@ class DCGAN(AdversarialModel):
     The registry's ``wgan-gp`` is this class with ``objective="wgan-gp"``, and ``cgan`` this class built
     with the dataset's ``num_classes`` (class-conditional: label embedding in G, projection D).
 
+    ``objective``: "non-saturating" (default), "minimax" or "wgan-gp" (see the module docstring);
+    ``num_classes``: class-conditional G and D (None: unconditional); ``gp_weight``: lambda, the weight of
+    the WGAN-GP gradient penalty; ``spectral_norm``: spectral normalization of D's layers;
+    ``label_smoothing``: one-sided smoothing of the real targets (0: none);
     ``latent``: size of z; ``channels``: width of the largest-resolution conv layer; ``n_critic``:
     discriminator updates per generator update (None: 5 for wgan-gp, else 1); ``d_norm`` "auto": layer
     norm for wgan-gp, none with spectral norm, else batch norm; ``lr``/``betas`` None: the papers' values.

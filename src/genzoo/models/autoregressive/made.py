@@ -47,6 +47,13 @@ def _rebuild_masks(module: "MADE", incompatible_keys) -> None:
 
 
 class MADE(AutoregressiveModel):
+    """MADE over (C, H, W) images; see the module docstring.
+
+    ``hidden``: widths of the hidden ReLU layers (one int: one layer); ``num_masks``: the ensemble size M
+    (orderings and connectivities, a true mixture at test time); ``natural_ordering``: keep raster order in
+    every member; ``seed``: draws the orderings and degrees; ``direct``: masked input -> output connections.
+    """
+
     def __init__(
         self,
         image_shape,

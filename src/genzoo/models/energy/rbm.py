@@ -55,7 +55,8 @@ def uniform(shape, device, generator: torch.Generator | None = None) -> torch.Te
 class RBM(EnergyModel):
     """RBM with ``hidden`` binary hidden units; see the module docstring for training and likelihoods.
 
-    ``cd_steps``: Gibbs sweeps k of CD-k / PCD; ``cd_ramp_steps`` > 0 raises k linearly from 1 to
+    ``hidden``: hidden units; ``persistent``: PCD (chains kept across updates, [2]) instead of CD from
+    the data; ``cd_steps``: Gibbs sweeps k of CD-k / PCD; ``cd_ramp_steps`` > 0 raises k linearly from 1 to
     ``cd_steps`` over that many training steps (as Salakhutdinov's RBM code raises k during learning);
     ``num_chains``: PCD chains; ``burn_in``: Gibbs sweeps when sampling; ``init_std``: weight init scale.
     """

@@ -32,7 +32,12 @@ DEFAULT_HIDDEN = {"mlp": [200, 200], "conv": [32, 64]}  # the VAE's defaults
 
 
 class AutoEncoder(ReconstructionModel):
-    """x -> z = e(x) -> p(x | z); ``hidden`` as for the VAE; ``code_momentum`` for the code statistics."""
+    """x -> z = e(x) -> p(x | z).
+
+    ``latent``: size of the code z; ``architecture``: "mlp" (tanh layers) or "conv" (stride-2 conv stages);
+    ``hidden``: widths of the MLP layers or channels of the conv stages, as for the VAE (None: its
+    defaults); ``code_momentum``: the running-average rate of the code statistics that ``sample`` uses.
+    """
 
     def __init__(
         self,

@@ -67,6 +67,10 @@ _CHUNK_ELEMENTS = 1 << 24  # decoder outputs held at once by log_prob_estimate (
 class VAE(LatentVariableModel):
     """Gaussian latents, discrete pixels; see the module docstring for the model, bounds and units.
 
+    ``latent``: size of z1, the latent code; ``architecture``: "mlp" or "conv" encoder and decoder;
+    ``objective``: "elbo" or "iwae" (the k-sample bound of [2]); ``beta``: the weight of the KL term (1:
+    the ELBO; < 1 or > 1: a beta-VAE); ``kl_warmup_steps``: steps over which the KL weight rises from 0;
+    ``stochastic_layers``: 1 or 2 (z2 above z1, as in [2]);
     ``hidden``: widths of the MLP layers, or channels of the stride-2 conv stages (None: the defaults
     in ``DEFAULT_HIDDEN``); ``num_samples``: samples per example in the training objective (the k of
     IWAE); ``top_latent``/``top_hidden``: size of z2 and widths of the z1 <-> z2 networks (2 layers only);
