@@ -690,6 +690,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("genzoo: interrupted", file=sys.stderr)
         return SIGNAL_EXIT_CODES["SIGINT"]
+    except BrokenPipeError:  # the reader of our output went away (e.g. `genzoo describe made | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
