@@ -13,6 +13,8 @@ TINY = {
         ((1, 2, 3), 2, {"hidden": [16, 16], "num_masks": 1}),
         ((1, 2, 3), 2, {"hidden": [16, 16], "num_masks": 3}),
         ((1, 2, 2), 3, {"hidden": [16], "num_masks": 2}),
+        ((1, 2, 2), 3, {"hidden": [16], "inputs": "scalar", "output_rank": 2}),  # the 256-level defaults' form
+        ((1, 2, 2), 4, {"hidden": [16], "num_masks": 2, "output_rank": 3, "direct": True}),
     ],
     "pixelcnn": [
         ((1, 2, 3), 2, {"channels": 8, "num_blocks": 1}),

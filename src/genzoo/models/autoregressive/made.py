@@ -51,8 +51,15 @@ class MADE(AutoregressiveModel):
 
     ``hidden``: widths of the hidden ReLU layers (one int: one layer); ``num_masks``: the ensemble size M
     (orderings and connectivities, a true mixture at test time); ``natural_ordering``: keep raster order in
-    every member; ``seed``: draws the orderings and degrees; ``direct``: masked input -> output connections.
+    every member; ``seed``: draws the orderings and degrees; ``direct``: masked input -> output connections;
+    ``inputs``: how a subpixel enters the net, "onehot" (one column per level; 0/1 for binary data) or
+    "scalar" (one column, the level scaled to [-1, 1]); "auto": one-hot up to 32 levels, else scalar;
+    ``output_rank``: r > 0 gives each subpixel r output features mapped to its ``levels`` logits by one
+    shared (r x levels) matrix plus a per-subpixel bias (still an exact softmax); None: "auto", full
+    ``levels`` logits per subpixel up to 32 levels, else r = 16 (so 256-level images keep the net small).
     """
+
+    SMALL_LEVELS = 32  # up to this many levels, one-hot inputs and full per-subpixel outputs by default
 
     def __init__(
         self,
@@ -63,18 +70,33 @@ class MADE(AutoregressiveModel):
         natural_ordering: bool = False,
         seed: int = 0,
         direct: bool = False,
+        inputs: str = "auto",
+        output_rank: int | None = None,
     ):
         super().__init__(image_shape, levels)
+        if inputs not in ("auto", "onehot", "scalar"):
+            raise ValueError(f"inputs must be auto, onehot or scalar, got {inputs!r}")
+        if output_rank is not None and int(output_rank) < 1:
+            raise ValueError(f"output_rank must be >= 1 or None, got {output_rank}")
+        small = self.levels <= self.SMALL_LEVELS
+        self.inputs = ("onehot" if small else "scalar") if inputs == "auto" else inputs
+        rank = output_rank if output_rank is not None else (None if small else 16)
+        self.output_rank = None if self.levels == 2 or rank is None else int(rank)
         sizes = [int(hidden)] if isinstance(hidden, int) else [int(s) for s in hidden]
         if min(sizes, default=1) < 1 or int(num_masks) < 1:
             raise ValueError(f"hidden sizes and num_masks must be positive, got hidden={hidden}, num_masks={num_masks}")
         self.sizes, self.num_masks = sizes, int(num_masks)
-        d, self.k_in, self.k_out = self.num_dims, num_inputs(self.levels), num_params(self.levels)
+        d = self.num_dims
+        self.k_in = 1 if self.inputs == "scalar" else num_inputs(self.levels)
+        self.k_out = self.output_rank or num_params(self.levels)
         widths = [d * self.k_in, *sizes, d * self.k_out]
         self.layers = nn.ModuleList(MaskedLinear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.skip = MaskedLinear(d * self.k_in, d * self.k_out, bias=False) if direct else None
         for p in [*self.layers[-1].parameters(), *(self.skip.parameters() if direct else [])]:
             nn.init.zeros_(p)
+        if self.output_rank is not None:  # logits = features (D, r) @ level_map (r, levels) + level_bias (D, levels)
+            self.level_map = nn.Parameter(torch.randn(self.output_rank, self.levels) / math.sqrt(self.output_rank))
+            self.level_bias = nn.Parameter(torch.zeros(d, self.levels))
         generator = torch.Generator().manual_seed(int(seed))
         orders, degrees = [], []
         for _ in range(self.num_masks):
@@ -120,16 +142,23 @@ class MADE(AutoregressiveModel):
             h = torch.relu(h) if i < len(self.layers) - 1 else h
         if self.skip is not None:
             h = h + self.skip(inputs, masks[-1])
+        if self.output_rank is not None:
+            h = (h.unflatten(1, (self.num_dims, self.output_rank)) @ self.level_map + self.level_bias).flatten(1)
         return unflatten_params(h, self.image_shape, self.levels)
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        if self.inputs == "scalar":
+            return x.flatten(1).float() * (2.0 / (self.levels - 1)) - 1.0
+        return masked_inputs(x, self.levels)
 
     def forward(self, x: torch.Tensor, y=None) -> torch.Tensor:
         """Parameters of every subpixel's conditional under the current member."""
-        return self._net(masked_inputs(x, self.levels))
+        return self._net(self._inputs(x))
 
     def log_prob_each_mask(self, x: torch.Tensor) -> torch.Tensor:
         """log p_m(x) of every member m, shape (num_masks, N), nats."""
         self.check_images(x)
-        inputs, current = masked_inputs(x, self.levels), int(self.mask_index)
+        inputs, current = self._inputs(x), int(self.mask_index)
         return torch.stack(
             [
                 self.pixel_log_prob(self._net(inputs, None if m == current else self.masks(m)), x).flatten(1).sum(1)
