@@ -113,29 +113,35 @@ class _PixelRNN(AutoregressiveModel):
 class RowLSTM(_PixelRNN):
     """PixelRNN with Row LSTM layers [1]: rows computed in parallel, a triangular context.
 
-    hidden: h, the LSTM state size (the residual stream has 2h features); a multiple of C.
+    hidden: h, the LSTM state size (the residual stream has 2h features); a multiple of C (None: 16 per
+    colour channel, 16 for grayscale as in [1], 48 for RGB).
     num_layers: residual Row LSTM layers. kernel_size: width k of both 1 x k convolutions ([1]: 3).
     """
 
-    def __init__(self, image_shape, levels: int, hidden: int = 16, num_layers: int = 7, kernel_size: int = 3):
+    def __init__(self, image_shape, levels: int, hidden: int | None = None, num_layers: int = 7, kernel_size: int = 3):
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
         channels = int(image_shape[0])
+        hidden = 16 * channels if hidden is None else hidden
         super().__init__(image_shape, levels, hidden, num_layers, lambda: RowLSTMLayer(hidden, channels, kernel_size))
 
 
 class DiagonalBiLSTM(_PixelRNN):
     """PixelRNN with Diagonal BiLSTM layers [1]: diagonals computed in parallel, the full context.
 
-    hidden: h, the LSTM state size per direction (the residual stream has 2h features); a multiple of C.
+    hidden: h, the LSTM state size per direction (the residual stream has 2h features); a multiple of C
+    (None: 16 per colour channel).
     num_layers: residual Diagonal BiLSTM layers ([1]: 7 with h = 16 for binarized MNIST).
     full_context: let the right-to-left direction read the raw pixels too, so that the last pixel of
     the previous row is seen ([1] as written misses it beyond the 7x7 input layer's reach; False
     reproduces [1] exactly; see ``genzoo.nn.lstm2d``).
     """
 
-    def __init__(self, image_shape, levels: int, hidden: int = 16, num_layers: int = 7, full_context: bool = True):
+    def __init__(
+        self, image_shape, levels: int, hidden: int | None = None, num_layers: int = 7, full_context: bool = True
+    ):
         channels = int(image_shape[0])
+        hidden = 16 * channels if hidden is None else hidden
         super().__init__(
             image_shape, levels, hidden, num_layers, lambda: DiagonalBiLSTMLayer(hidden, channels, bool(full_context))
         )
