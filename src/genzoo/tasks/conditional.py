@@ -298,7 +298,7 @@ def task_figure(
     drawn: torch.Tensor | None = None,
     row_titles: list[str] | None = None,
 ):
-    """The comparison picture of the task: input | bicubic (or gray) | L2 CNN | ``samples`` samples | truth.
+    """The comparison picture of the task: input | bicubic (super-resolution) | L2 CNN | ``samples`` samples | truth.
 
     model: an image-conditioned model; y: conditions (N, C', h, w); truth: the true images (integers) when
     known (``--index``), absent for a condition read from a file (``--from``). ``drawn``: samples already
@@ -309,7 +309,7 @@ def task_figure(
     task, _ = task_of(model.image_shape, model.condition_shape)
     columns = [("input", condition_picture(y, model.image_shape, condition_levels))]
     for name, predict in deterministic_baselines(model.image_shape, model.condition_shape, condition_levels).items():
-        if name != "nearest":
+        if name not in ("nearest", "gray"):  # shown already: the input column
             columns.append((name, predict(y)))
     if regression is not None:
         columns.append(("L2 CNN", regression.predict(y)))
