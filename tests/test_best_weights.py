@@ -97,7 +97,7 @@ def test_best_file_is_written_on_improvement_only_with_the_validated_weights(tmp
     assert all(torch.equal(raw[k], reference[k]) for k in reference)
     # genzoo.load: last by default, best on request
     x = tiny_dataset().test.images.long()
-    best, last = genzoo.load(tmp_path / "run", weights="best"), genzoo.load(tmp_path / "run")
+    best, last = genzoo.load(tmp_path / "run", weights="best"), genzoo.load(tmp_path / "run", weights="last")
     assert best.checkpoint_info["weights"] == "best (step 40, valid nll_nats 2.5)"
     assert last.checkpoint_info["weights"] == "last (step 50)" and last.checkpoint_info["step"] == 50
     assert torch.equal(best.logits, ema["logits"]) and not torch.equal(best.log_prob(x), last.log_prob(x))

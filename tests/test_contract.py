@@ -147,7 +147,8 @@ def test_a_model_built_with_its_class_and_trained_loads_back(tmp_path):
 
     model = MADE(SHAPE, LEVELS, hidden=[8], num_masks=2)
     assert model.config == {"name": "made", "image_shape": list(SHAPE), "levels": LEVELS, "hidden": [8],
-                            "num_masks": 2, "natural_ordering": False, "seed": 0, "direct": False}  # fmt: skip
+                            "num_masks": 2, "natural_ordering": False, "seed": 0, "direct": False, "inputs": "auto",
+                            "output_rank": None}  # fmt: skip
     train(model, dataset(), tmp_path, two_steps())
     loaded = genzoo.load(tmp_path)
     x, _ = dataset().test.full_batch()

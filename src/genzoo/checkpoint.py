@@ -174,12 +174,13 @@ def describe_weights(meta: dict[str, Any], note: str = "") -> str:
     return f"{head} ({', '.join(parts)})" if parts else head
 
 
-def load(path: str | os.PathLike, *, weights: str = "last", ema: bool = True, device: str | torch.device = "cpu"):
+def load(path: str | os.PathLike, *, weights: str = "auto", ema: bool = True, device: str | torch.device = "cpu"):
     """Load a model saved by genzoo: a run directory or a ``.safetensors`` file.
 
-    From a run directory, ``weights`` picks the file: "last" (default: ``model.safetensors``, the
-    weights at the end of training), "best" (``model_best.safetensors``, the weights at the best
-    validation score: the early-stopped model) or "auto" (best when the run kept them, else last).
+    From a run directory, ``weights`` picks the file: "auto" (the default, as the CLI: the best-validation
+    weights when the run kept them, else the last), "last" (``model.safetensors``, the weights at the end
+    of training) or "best" (``model_best.safetensors``, the weights at the best validation score: the
+    early-stopped model). ``model.checkpoint_info["weights"]`` says which were loaded.
     Returns the model in eval mode with its EMA (Polyak-averaged) weights when the file has them and
     ``ema`` is true. ``model.checkpoint_info`` holds the file's other metadata (dataset, results), the
     file read ("file") and a label of its weights ("weights", see ``describe_weights``).
