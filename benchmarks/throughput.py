@@ -241,9 +241,12 @@ class Loop:
         start = time.perf_counter()
         self.step(self.calls)
         self.calls += 1
-        if time.perf_counter() - start < 5.0:  # a second warm-up call unless one call is already slow
+        self.call_seconds = time.perf_counter() - start
+        if self.call_seconds < 5.0:  # a second warm-up call unless one call is already slow
+            start = time.perf_counter()
             self.step(self.calls)
             self.calls += 1
+            self.call_seconds = time.perf_counter() - start
 
     def run(self, seconds: float) -> None:
         wall, cpu, calls = time.perf_counter(), time.process_time(), 0
@@ -253,6 +256,7 @@ class Loop:
         self.wall += time.perf_counter() - wall
         self.cpu += time.process_time() - cpu
         self.items += calls * self.per_call
+        self.timed_calls = getattr(self, "timed_calls", 0) + calls
 
     @property
     def rate(self) -> float:
@@ -274,21 +278,29 @@ def fixed_batches(split, batch_size: int, count: int = 8, seed: int = 0) -> list
     return out
 
 
-def make_optimizers(model):
-    """The trainer's optimizers for the model (one per parameter group, the model's options applied)."""
+def make_optimizers(model, fused: bool = False):
+    """The trainer's optimizers for the model (one per parameter group, the model's options applied);
+    ``fused``: torch's fused Adam in their place, same hyperparameters (the change proposed for optim.py)."""
     from genzoo.optim import make_optimizer, optimizer_config, optimizer_groups
     from genzoo.train import TrainConfig
 
-    config = TrainConfig()
-    return {name: make_optimizer(params, optimizer_config(model, name, config))
-            for name, params in optimizer_groups(model).items()}  # fmt: skip
+    optimizers = {}
+    for name, params in optimizer_groups(model).items():
+        config = optimizer_config(model, name, TrainConfig())
+        if fused and config.optimizer in ("adam", "adamw"):
+            cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+            optimizers[name] = cls(params, lr=config.lr, betas=tuple(config.betas),
+                                   weight_decay=config.weight_decay, fused=True)  # fmt: skip
+        else:
+            optimizers[name] = make_optimizer(params, config)
+    return optimizers
 
 
-def train_step_loop(model, batches, loss_fn=None) -> Loop:
+def train_step_loop(model, batches, loss_fn=None, fused: bool = False) -> Loop:
     """A bare loop of the model's own train_step on fixed batches, with the trainer's optimizers."""
     from genzoo.models.base import Batch
 
-    optimizers = make_optimizers(model)
+    optimizers = make_optimizers(model, fused)
     loss_fn = loss_fn or model.training_loss
 
     def step(i):
@@ -306,6 +318,7 @@ class TrainerLoop:
         from genzoo.train import TrainConfig
 
         self.model, self.dataset, self.items, self.wall = model, dataset, 0.0, 0.0
+        self.cpu, self.calls, self.steps_run = 0.0, 0, 0  # process CPU time of the resumed calls, whole
         fields = {f.name for f in dataclasses.fields(TrainConfig)}  # the trainer's API may grow: only known fields
         options = {"batch_size": batch_size, "max_steps": 2, "device": "cpu", "progress": False, "seed": 0,
                    "eval_every": 10**9, "eval_max_images": batch_size}  # fmt: skip
@@ -320,16 +333,31 @@ class TrainerLoop:
             first = train(self.model, self.dataset, self.directory.name, self.config, resume=False)
             self.elapsed, self.steps = first["elapsed"], first["step"]
         config = dataclasses.replace(self.config, max_steps=None, max_time=self.elapsed + seconds)
-        before = self.steps
+        before, cpu = self.steps, time.process_time()
         result = train(self.model, self.dataset, self.directory.name, config, resume=True)
+        self.cpu, self.calls = self.cpu + time.process_time() - cpu, self.calls + 1
         self.elapsed, self.steps = result["elapsed"], result["step"]
         images = (self.steps - before) * self.config.batch_size
-        self.items += images
+        self.items, self.steps_run = self.items + images, self.steps_run + self.steps - before
         self.wall += images / result["images_per_sec"]
 
     @property
     def rate(self) -> float:
         return self.items / self.wall
+
+    def cpu_per_step(self) -> float | None:
+        """CPU seconds per training step, robust to other processes taking the CPU: the resumed calls'
+        process time less that of as many one-step calls (restore, final validation and save), per step."""
+        from genzoo.train import train
+
+        if self.steps_run <= self.calls:
+            return None
+        config = dataclasses.replace(self.config, max_steps=self.steps + 1, max_time=None)
+        cpu = time.process_time()
+        train(self.model, self.dataset, self.directory.name, config, resume=True)
+        one_step_call = time.process_time() - cpu
+        self.steps += 1
+        return (self.cpu - self.calls * one_step_call) / (self.steps_run - self.calls)
 
     def close(self) -> None:
         self.directory.cleanup()
@@ -438,26 +466,33 @@ def measure(name: str, args) -> dict:
     else:
         model.init_from_data(dataset.train)
         batches = fixed_batches(dataset.train, batch_size)
-        bare = train_step_loop(model, batches)
+        bare = train_step_loop(model, batches, fused=args.fused_adam)
         bare.warm_up()
-        record["timing"] = "bare train_step loop (zero_grad, loss, backward, step), Adam"
+        record["timing"] = "bare train_step loop (zero_grad, loss, backward, step), " + (
+            "torch's fused Adam" if args.fused_adam else "the trainer's optimizer (Adam)"
+        )
         flops, shape, dtype = count(lambda: bare.step(bare.calls))  # the next step: a schedule may depend on it
         flops /= batch_size
         if name == "nade":  # its kernel never multiplies x by all of W: the input layer's product stands for it
             shape, dtype = (1, batch_size, model.W.shape[0] * model.W.shape[1], model.W.shape[2]), model.W.dtype
         loops, seconds = [bare], [args.seconds]
         if hasattr(model, "log_prob_loop"):  # NADE's textbook per-dimension loop, training on the same batches
-            textbook = train_step_loop(model, batches, lambda x, y, step: -model.log_prob_loop(x).mean())
+            textbook = train_step_loop(
+                model, batches, lambda x, y, step: -model.log_prob_loop(x).mean(), fused=args.fused_adam
+            )
             textbook.warm_up()
             loops, seconds = loops + [textbook], seconds + [args.seconds / 2]
-        if not args.skip_trainer:
+        if not (args.skip_trainer or args.fused_adam):  # the trainer has no fused Adam to compare with
             trainer = TrainerLoop(model, dataset, batch_size)
             loops, seconds = loops + [trainer], seconds + [args.seconds]
     matmul = MatmulLoop(shape, dtype) if shape is not None else None
     if matmul is not None:
         loops, seconds = loops + [matmul], seconds + [matmul_seconds]
-    log(f"[{name}] timing, interleaved: " + ", ".join(type(loop).__name__ for loop in loops))
-    interleaved(loops, seconds)
+    # chunks of about 2 s (at least two calls each): a shared CPU's busy and quiet spells average out
+    rounds = max(2, min(5, int(args.seconds / max(2 * bare.call_seconds, 2.0))))
+    log(f"[{name}] timing, {rounds} interleaved rounds: " + ", ".join(type(loop).__name__ for loop in loops))
+    interleaved(loops, seconds, rounds)
+    record["rounds"] = rounds
     ips = bare.rate
     record["cpu_share"] = bare.cpu_share
     overhead = None
@@ -465,6 +500,11 @@ def measure(name: str, args) -> dict:
         record["trainer_images_per_sec"] = trainer.rate
         overhead = 1.0 - trainer.rate / ips
         record["overhead_ms_per_step"] = 1e3 * batch_size * (1.0 / trainer.rate - 1.0 / ips)
+        trainer_cpu = trainer.cpu_per_step()
+        if trainer_cpu is not None:  # the same comparison in CPU time, which other processes cannot inflate
+            bare_cpu = bare.cpu / bare.timed_calls
+            record["overhead_fraction_cpu"] = 1.0 - bare_cpu / trainer_cpu
+            record["overhead_cpu_ms_per_step"] = 1e3 * (trainer_cpu - bare_cpu)
         trainer.close()
     if textbook is not None:
         reference.update(reference="NADE.log_prob_loop training steps (the textbook per-dimension loop)",
@@ -536,6 +576,7 @@ def main() -> int:
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     p.add_argument("--skip-trainer", action="store_true", help="no trainer-overhead measurement")
     p.add_argument("--skip-reference", action="store_true", help="no cached/naive sampling ratio")
+    p.add_argument("--fused-adam", action="store_true", help="bare loop with torch's fused Adam (no trainer)")
     p.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results.jsonl")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

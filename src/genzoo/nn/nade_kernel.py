@@ -87,7 +87,7 @@ class _Kernel:
         self.d, self.n = xo.shape
         self.k_in, self.h = W.shape[1], W.shape[2]
         self.binary = self.k_in == 1
-        self.xo, self.order, self.order_list = xo, order, order.tolist()
+        self.xo, self.order = xo, order
         self.W2, self.c, self.V, self.b = W.reshape(-1, self.h), c, V, b  # W2 rows: (subpixel, input level)
         self.block = max(1, min(int(block), self.d))
         self.num_blocks = -(-self.d // self.block)
