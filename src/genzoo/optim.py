@@ -27,7 +27,9 @@ def make_optimizer(params, cfg: "TrainConfig") -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     opt_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return opt_class(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    # torch's fused Adam: one kernel for all parameters (MADE's 12.6M: 7 ms per step on one CPU core
+    # instead of 58 ms; benchmarks/throughput.py --fused-adam)
+    return opt_class(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=True)
 
 
 def set_hyperparameters(optimizer: torch.optim.Optimizer, cfg: "TrainConfig") -> None:

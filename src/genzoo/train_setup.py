@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 
 import torch
 from torch import nn
@@ -99,12 +98,16 @@ class RunSetup:
 
     def _pre_step_hook(self, name: str, params: list):
         """Average optimizer ``name``'s gradients over the ranks (per-optimizer models), then clip them."""
-        clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf  # inf: norm only
+        clip = self.config.grad_clip
         average = self.ctx.enabled and self.model.gradient_sync == "per-optimizer"
 
         def hook(optimizer, args, kwargs):
             if average:
                 self.ctx.average_gradients_(params)
-            self.grad_norms[name] = nn.utils.clip_grad_norm_(params, clip)
+            if clip is None:  # the norm only (logged): no pass over the gradients to scale them by 1
+                grads = [p.grad for p in params if p.grad is not None]
+                self.grad_norms[name] = nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+            else:
+                self.grad_norms[name] = nn.utils.clip_grad_norm_(params, clip)
 
         return hook

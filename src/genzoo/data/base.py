@@ -27,7 +27,7 @@ class ImageSplit:
 
     def batch(self, index: torch.Tensor, generator: torch.Generator | None = None):
         """(x, y) for the rows ``index``: x a LongTensor (B, C, H, W), y labels or None."""
-        x = self.images[index].long()
+        x = self.images.index_select(0, index).long()
         y = None if self.labels is None else self.labels[index]
         return x, y
 

@@ -104,8 +104,8 @@ class RowLSTMLayer(nn.Module):
         n, _, rows, width = s.shape
         h = c = s.new_zeros(n, self.hidden, width)
         out = []
-        for r in range(rows):
-            h, c = lstm_cell(gates[:, :, r] + self.state_to_state(h), c, self.groups)
+        for row in gates.unbind(2):  # unbind, not gates[:, :, r]: a view per row whose backward stacks (no
+            h, c = lstm_cell(row + self.state_to_state(h), c, self.groups)  # zero-filled full-size gradients)
             out.append(h)
         return s + self.output(torch.stack(out, 2))
 
@@ -167,10 +167,10 @@ def diagonal_lstm(gates: torch.Tensor, weight: torch.Tensor, groups: int) -> tor
     inside = skew(gates.new_ones(1, 1, rows, width))[0, 0].t()[:, :, None]  # (W + H - 1, H, 1)
     h = c = gates.new_zeros(n, rows, weight.shape[1] // 2)
     out = []
-    for t in range(skewed.shape[0]):
+    for diagonal, live in zip(skewed.unbind(0), inside.unbind(0)):  # unbind: no zero-filled gradient per step
         above = F.pad(h, (0, 0, 1, 0))[:, :rows]
-        h, c = lstm_cell(skewed[t] + F.linear(torch.cat([above, h], -1), weight), c, groups, -1)
-        h, c = h * inside[t], c * inside[t]
+        h, c = lstm_cell(diagonal + F.linear(torch.cat([above, h], -1), weight), c, groups, -1)
+        h, c = h * live, c * live
         out.append(h)
     return unskew(torch.stack(out, -1).transpose(1, 2), width)
 
