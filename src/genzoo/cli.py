@@ -129,6 +129,31 @@ def train_config(args, recipe: dict | None = None):
     return make_config(given, recipe)
 
 
+def task_data_name(data: str, task: str | None, scale: int | None) -> str:
+    """The dataset a conditional task trains on: "mnist-superres4", "photos32-colorize" (genzoo.data.pairs)."""
+    if task is None:
+        if scale is not None:
+            raise UsageError("--scale applies with --task superres only")
+        return data
+    if task == "superres":
+        if scale is None:
+            raise UsageError("--task superres needs --scale S (e.g. 4 for MNIST 7x7 -> 28x28)")
+        return f"{data}-superres{scale}"
+    if scale is not None:
+        raise UsageError("--scale applies with --task superres only")
+    return f"{data}-colorize"
+
+
+def print_task_table(result: dict) -> None:
+    """The conditional task's metrics beside the baselines, as a markdown table (genzoo.tasks.conditional)."""
+    if "task" in result:
+        from genzoo.tasks.conditional import format_table
+
+        task = result["task"]
+        print(f"samples and baselines on {task['n_images']} test conditions ({task['samples']} samples each):")
+        print(format_table(task))
+
+
 def cmd_train(args) -> int:
     from genzoo.recipes import recipe
     from genzoo.registry import model_class
@@ -138,7 +163,7 @@ def cmd_train(args) -> int:
     cls = model_class(args.model)
     chosen = recipe(args.model, args.preset) if args.preset else None
     options = {**(chosen.options if chosen else {}), **dict(parse_option(o) for o in args.option)}
-    data = args.data or (chosen.data if chosen else "digits")
+    data = task_data_name(args.data or (chosen.data if chosen else "digits"), args.task, args.scale)
     args.fit = args.fit or cls.default_fit
     if args.fit is not None and args.fit not in cls.fit_methods:
         ways = ", ".join(cls.fit_methods) or "gradient steps only"
@@ -179,6 +204,7 @@ def cmd_train(args) -> int:
         raise TrainingError(f"{results['flagged']} (run: {run_dir}; the numbers are in its results.json)")
     if "test" in results:
         print(f"test {describe_result(results['test'])}; weights: {results['test'].get('weights')}; run: {run_dir}")
+        print_task_table(results)
     return 0
 
 
@@ -249,11 +275,14 @@ def cmd_eval(args) -> int:
         if args.json
         else f"{result['dataset']} {result['split']}, {result['weights']} weights: {describe_result(result)}"
     )
+    if not args.json:
+        print_task_table(result)
     return TrainingError.exit_code if result.get("flagged") else 0
 
 
 def cmd_sample(args) -> int:
     from genzoo.checkpoint import load
+    from genzoo.data.pairs import parse_task_name
     from genzoo.distributed import select_device
     from genzoo.images import image_format, save_grid
     from genzoo.runlock import run_lock
@@ -270,9 +299,39 @@ def cmd_sample(args) -> int:
         raise UsageError(f"--class given but the model in {args.run} is not class-conditional")
     if args.label is not None and not 0 <= args.label < model.num_classes:
         raise UsageError(f"--class must be in [0, {model.num_classes})")
+    data = (model.checkpoint_info.get("data") or {}).get("name", "")
+    if parse_task_name(data):  # an image-conditioned run: samples given a condition, in a labelled grid
+        return sample_task(args, model, data)
+    if args.condition or args.index:
+        raise UsageError("--from and --index apply to super-resolution and colorization runs")
     samples = sample_images(model, args.n, seed=args.seed, labels=args.label, naive=args.naive)
     path = save_grid(samples, model.levels, args.output)
     print(f"wrote {args.n} samples of the {model.checkpoint_info['weights']} weights to {path}")
+    return 0
+
+
+def sample_task(args, model, data: str) -> int:
+    """``genzoo sample RUN --from low.png | --index I``: input | bicubic | L2 CNN | samples | truth."""
+    from genzoo.data.pairs import load_task_dataset
+    from genzoo.tasks.conditional import sample_figure
+    from genzoo.workflow import task_baseline
+
+    regression = task_baseline(args.run) if Path(args.run).is_dir() else None
+    samples = 4 if args.n == 64 else min(args.n, 16)  # -n: samples per condition here (default 4)
+    if args.condition is not None:
+        path = sample_figure(model, args.output, condition_png=args.condition, samples=samples, seed=args.seed,
+                             regression=regression)  # fmt: skip
+        what = f"{samples} samples given {args.condition}"
+    else:
+        root = args.data_dir or (model.checkpoint_info.get("data") or {}).get("data_dir")
+        dataset = load_task_dataset(data, root)
+        bad = [i for i in args.index or [] if not 0 <= i < len(dataset.test)]
+        if bad:
+            raise UsageError(f"--index {bad[0]} is out of range: the test split has {len(dataset.test)} images")
+        path = sample_figure(model, args.output, dataset=dataset, indices=args.index or None, samples=samples,
+                             seed=args.seed, regression=regression)  # fmt: skip
+        what = f"{samples} samples for each of {len(args.index) if args.index else 8} test conditions"
+    print(f"wrote {what} (input | baselines | samples | truth) to {path}")
     return 0
 
 
@@ -483,6 +542,13 @@ def build_parser() -> argparse.ArgumentParser:
         "see `genzoo describe MODEL`); flags given beside it override its values",
     )
     p.add_argument(
+        "--task",
+        choices=["superres", "colorize"],
+        help="an image-conditioned model of --data: super-resolution from images downsampled by --scale, or "
+        "colorization from their luminance; scored beside nearest/bicubic/gray and an L2 CNN",
+    )
+    p.add_argument("--scale", type=positive_int, help="with --task superres: the downsampling factor (e.g. 4)")
+    p.add_argument(
         "--conditional",
         action="store_true",
         help="class-conditional model, p(x | y) (for models with optional labels: gated-pixelcnn, vae, iwae, dcgan)",
@@ -560,6 +626,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class", dest="label", type=count, help="class label for a class-conditional model")
     p.add_argument("--naive", action="store_true", help="one full forward pass per subpixel (slow reference path)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument(
+        "--from",
+        dest="condition",
+        metavar="LOW.PNG",
+        help="super-resolution/colorization runs: the condition image (low resolution, or gray)",
+    )
+    p.add_argument(
+        "--index",
+        type=count,
+        action="append",
+        default=None,
+        help="super-resolution/colorization runs: a test image whose condition to use (repeatable)",
+    )
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     add_weights_option(p)
     p.set_defaults(handler=cmd_sample)
 
@@ -678,7 +758,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genzoo: error: {err}", file=sys.stderr)
         return err.exit_code
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    if getattr(args, "index", 0) is None:
+    if args.command in ("complete", "latent") and args.index is None:
         args.index = list(range(8))
     try:
         return args.handler(args)

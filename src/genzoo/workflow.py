@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 
 from genzoo.atomic import write_text
 from genzoo.checkpoint import BEST_FILE, MODEL_FILE, load, read_metadata, save_model
-from genzoo.data import load_dataset
+from genzoo.data.pairs import ConditionalImageDataset, load_task_dataset
 from genzoo.distributed import seed_everything, select_device
 from genzoo.errors import CheckpointError, UsageError
 from genzoo.evaluate import evaluate_model, untrusted
@@ -31,6 +32,8 @@ def build_model(model_name: str, dataset, options: dict[str, Any], conditional: 
     passes the dataset's class count."""
     cls, preset = model_class(model_name), entry(model_name)
     options = dict(options)
+    if isinstance(dataset, ConditionalImageDataset):  # super-resolution / colorization: condition on an image
+        options = {**dataset.model_options(), **options}
     if conditional and cls.label_use == "never":
         raise UsageError(f"{model_name} has no class-conditional form (--conditional applies to models with labels)")
     if conditional or preset.conditional or cls.label_use == "always":
@@ -67,7 +70,7 @@ def model_run_data(run_dir: str | os.PathLike, data_dir: str | None = None, weig
     data = (model.checkpoint_info or {}).get("data") or {}
     if "name" not in data:
         raise CheckpointError(f"{run_dir} does not record its dataset; cannot evaluate it")
-    dataset = load_dataset(data["name"], data_dir if data_dir is not None else data.get("data_dir"))
+    dataset = load_task_dataset(data["name"], data_dir if data_dir is not None else data.get("data_dir"))
     if tuple(dataset.image_shape) != model.image_shape or dataset.levels != model.levels:
         raise CheckpointError(
             f"the model in {run_dir} expects images {model.image_shape} with {model.levels} "
@@ -130,6 +133,9 @@ def evaluate_run(
         class_prior=train_class_prior(dataset),
     )
     result.update(partial_note(dataset.split(split), scored))
+    if isinstance(dataset, ConditionalImageDataset) and split == "test":
+        root = data_dir if data_dir is not None else (model.checkpoint_info.get("data") or {}).get("data_dir")
+        result["task"] = score_task(model, dataset, task_baseline(run_dir), root, n_images=max_images or 1000)
     flagged = untrusted(result, model)
     if flagged:
         result["flagged"] = flagged
@@ -166,6 +172,44 @@ def device_description(device: torch.device) -> str:
     except OSError:
         pass
     return f"CPU: {name}, {torch.get_num_threads()} threads"
+
+
+REGRESSION_FILE = "regression.safetensors"  # a conditional run's L2 CNN baseline
+
+
+def fit_task_baseline(dataset, run_dir: Path, config):
+    """The "regression to the mean" baseline of a conditional task: an L2 CNN (the conditioning network with
+    a 1x1 head, ``genzoo.tasks.baselines.RegressionCNN``) trained in the run directory with the model's own
+    budget (its --time, --steps or --epochs), resumed from RUN_DIR/regression.safetensors when present."""
+    from genzoo.tasks import baselines
+
+    regression = baselines.RegressionCNN(dataset.image_shape, dataset.levels, dataset.condition_shape,
+                                         dataset.condition_levels)  # fmt: skip
+    steps = config.max_steps
+    if config.max_epochs is not None:
+        by_epochs = math.ceil(config.max_epochs * len(dataset.train) / 64)
+        steps = by_epochs if steps is None else min(steps, by_epochs)
+    baselines.fit_regression(regression, dataset, run_dir / REGRESSION_FILE, max_time=config.max_time,
+                             max_steps=steps, batch_size=64, seed=config.seed)  # fmt: skip
+    return regression
+
+
+def task_baseline(run_dir) -> object | None:
+    """The L2 CNN a conditional run trained beside its model, or None."""
+    from genzoo.tasks import baselines
+
+    path = Path(run_dir) / REGRESSION_FILE
+    return baselines.load_regression(path) if path.is_file() else None
+
+
+def score_task(model, dataset, regression, data_dir=None, seed: int = 0, n_images: int = 1000) -> dict:
+    """PSNR, SSIM, consistency, diversity (and the digit classifier's accuracy on MNIST) of the model's
+    samples beside nearest, bicubic (or gray) and the L2 CNN (``genzoo.tasks.conditional.evaluate_task``)."""
+    from genzoo.tasks.conditional import digit_classifier, evaluate_task
+
+    classifier, labels = digit_classifier(dataset, data_dir)
+    return evaluate_task(model, dataset, "test", min(n_images, len(dataset.test)), 4, seed, regression, classifier,
+                         labels, nll=False)  # fmt: skip
 
 
 def train_class_prior(dataset) -> torch.Tensor | None:
@@ -225,7 +269,7 @@ def train_and_evaluate(
     """
 
     select_device(config.device)  # an unavailable device is refused before any work
-    dataset = load_dataset(data_name, data_dir)
+    dataset = load_task_dataset(data_name, data_dir)
     seed_everything(config.seed)  # the seed fixes the initial weights too
     model = build_model(model_name, dataset, model_options or {}, conditional)
     fit = fit or model.default_fit
@@ -284,7 +328,15 @@ def _train_and_score(model, dataset, run_dir, config, data_dir, num_samples, res
         **({"flagged": flagged} if flagged else {}),
         "eval_seconds": time.perf_counter() - start,
     }
-    if num_samples:
+    if isinstance(dataset, ConditionalImageDataset):  # the task's metrics, beside the baselines
+        regression = fit_task_baseline(dataset, run_dir, config)
+        results["task"] = score_task(trained, dataset, regression, data_dir, config.seed, test_max_images or 1000)
+        if num_samples:
+            from genzoo.tasks.conditional import sample_figure
+
+            path = sample_figure(trained, run_dir / "samples.png", dataset=dataset, regression=regression)
+            results["samples"] = str(path)
+    elif num_samples:
         samples = sample_images(trained, num_samples, seed=config.seed)
         results["samples"] = str(save_grid(samples, dataset.levels, run_dir / "samples.png"))
     write_text(run_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
