@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import genzoo
-import genzoo.train_loop as train_module
 import genzoo.train_checkpoint as train_checkpoint
+import genzoo.train_loop as train_module
 from ddp_worker import tiny_dataset
 from genzoo.checkpoint import BEST_FILE, MODEL_FILE, CheckpointError, load_tensors, read_metadata
 from genzoo.cli import main

@@ -25,47 +25,69 @@ NO_BAD_STEP = 2**62  # "no non-finite step seen yet"
 
 
 class LossWindow:
-    """Statistics of the steps since the last log line, kept on the device (no host sync per step)."""
+    """The steps since the last log line. A step only appends its (device) tensors: no host sync and no
+    arithmetic per step. Once per log line or checkpoint they are folded, in step order, into float64
+    host sums (sequential sums: a window restored from a checkpoint adds the same numbers in the same
+    order, so an interrupted run logs the uninterrupted run's lines bit for bit)."""
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.first_bad = torch.full((), NO_BAD_STEP, dtype=torch.int64, device=device)
         self.reset()
 
     def reset(self) -> None:
-        self.sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, grad norm
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, dict]] = []  # (loss, grad norm, scalars)
+        self.first_pending_step = 0
+        self.sums, self.steps = [0.0, 0.0], 0  # loss, grad norm; steps folded in
         self.scalars: dict[str, list] = {}  # name -> [sum, count]: a two-player model's named scalars
-        self.steps, self.start, self.excluded, self.restored_steps = 0, time.perf_counter(), 0.0, 0
+        self.bad = NO_BAD_STEP  # the first step with a non-finite value
+        self.start, self.excluded, self.restored_steps = time.perf_counter(), 0.0, 0
 
     def add(self, loss: torch.Tensor, grad_norm: torch.Tensor, step: int, scalars: dict | None = None) -> None:
-        self.sums += torch.stack([loss.double(), grad_norm.double()])
-        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
-        for name, value in (scalars or {}).items():
+        if not self.pending:
+            self.first_pending_step = step
+        self.pending.append((loss, grad_norm, scalars or {}))
+
+    def _fold(self) -> None:
+        if not self.pending:
+            return
+        values = torch.stack([torch.stack([loss, norm]).double() for loss, norm, _ in self.pending])
+        finite = torch.isfinite(values).all(1)
+        named: dict[str, list] = {}
+        for i, (_, _, scalars) in enumerate(self.pending):
+            for name, value in scalars.items():
+                named.setdefault(name, []).append((i, value))
+        stacked = {name: torch.stack([v.double() for _, v in items]) for name, items in named.items()}
+        for name, items in named.items():
+            rows = torch.tensor([i for i, _ in items], device=finite.device)
+            finite[rows] &= torch.isfinite(stacked[name])
+        host = values.tolist()  # one host sync per fold
+        bad = (~finite).nonzero()
+        if bad.numel():
+            self.bad = min(self.bad, self.first_pending_step + int(bad[0]))
+        for loss, norm in host:
+            self.sums[0] += loss
+            self.sums[1] += norm
+        for name, value in stacked.items():
             total = self.scalars.setdefault(name, [0.0, 0])
-            total[0], total[1] = total[0] + value.double(), total[1] + 1
-            finite = finite & torch.isfinite(value)
-        self.first_bad = torch.minimum(self.first_bad, torch.where(finite, NO_BAD_STEP, step))
-        self.steps += 1
+            for v in value.tolist():
+                total[0] += v
+                total[1] += 1
+        self.steps += len(host)
+        self.pending = []
 
     def state_dict(self) -> dict:
-        """The sums of the current window (host values: call at checkpoints only), for an exact resume."""
-        return {
-            "sums": self.sums.tolist(),
-            "steps": self.steps,
-            "scalars": {name: [float(total), count] for name, (total, count) in self.scalars.items()},
-        }
+        """The sums of the current window (a host sync: call at checkpoints only), for an exact resume."""
+        self._fold()
+        return {"sums": list(self.sums), "steps": self.steps, "scalars": {k: list(v) for k, v in self.scalars.items()}}
 
     def load_state_dict(self, state: dict | None) -> None:
         """Continue the window a checkpoint saved: the next log line averages the same steps as it would
-        have without the interruption (bitwise: the sums are float64, restored exactly)."""
+        have without the interruption."""
         self.reset()
         if state:
-            self.sums = torch.tensor(state["sums"], dtype=torch.float64, device=self.device)
-            self.restored_steps = self.steps = int(state["steps"])
-            self.scalars = {
-                name: [torch.tensor(total, dtype=torch.float64, device=self.device), int(count)]
-                for name, (total, count) in state["scalars"].items()
-            }
+            self.sums, self.steps = [float(v) for v in state["sums"]], int(state["steps"])
+            self.restored_steps = self.steps
+            self.scalars = {name: [float(total), int(count)] for name, (total, count) in state["scalars"].items()}
 
     def exclude(self, seconds: float) -> None:
         """Do not count ``seconds`` (validation, saving) as training time."""
@@ -73,19 +95,22 @@ class LossWindow:
 
     def first_non_finite(self, ctx: Distributed) -> int | None:
         """The first step (1-based) with a NaN/inf loss or gradient on any rank, or None."""
-        bad = int(ctx.min_(self.first_bad.clone()))
+        self._fold()
+        bad = int(ctx.min_(torch.tensor(self.bad, dtype=torch.int64, device=self.device)))
         return None if bad == NO_BAD_STEP else bad
 
     def summary(self, ctx: Distributed, batch_size: int) -> dict:
         """Rank-averaged means since the last call, and throughput in images/s; then reset."""
-        loss, grad_norm = (ctx.sum_(self.sums.clone()) / (max(self.steps, 1) * ctx.world_size)).tolist()
+        self._fold()
+        sums = ctx.sum_(torch.tensor(self.sums, dtype=torch.float64, device=self.device))
+        loss, grad_norm = (sums / (max(self.steps, 1) * ctx.world_size)).tolist()
         seconds = max(time.perf_counter() - self.start - self.excluded, 1e-9)
         out = {
             "loss": loss,
             "grad_norm": grad_norm,
             "images": (self.steps - self.restored_steps) * batch_size,  # timed in this process
             "seconds": seconds,
-            "scalars": {name: float(total) / count for name, (total, count) in self.scalars.items()},
+            "scalars": {name: total / count for name, (total, count) in self.scalars.items()},
         }
         self.reset()
         return out

@@ -77,16 +77,20 @@ class Run(RunSetup):
             returned = self.model.train_step(type(batch)(x, y), self.state.step, self.optimizers, self.loss_module)
         if not returned:
             raise ValueError(f"{type(self.model).__name__}.train_step must return a dict of scalar losses")
-        scalars = {k: torch.as_tensor(v, device=self.device).detach().float().reshape(()) for k, v in returned.items()}
+        scalars = {
+            k: v.detach().reshape(()) if torch.is_tensor(v) else torch.tensor(float(v)) for k, v in returned.items()
+        }
         if self.ctx.enabled:  # each rank's means over its slice -> the means over the global batch
-            means = self.ctx.sum_(torch.stack(list(scalars.values()))) / self.ctx.world_size
+            means = self.ctx.sum_(torch.stack([v.float() for v in scalars.values()])) / self.ctx.world_size
             scalars = dict(zip(scalars, means.unbind()))
         loss = scalars.pop("loss", None)
         loss = next(iter(scalars.values())) if loss is None else loss
-        norms = [n.float() for n in self.grad_norms.values()]
-        grad_norm = torch.stack(norms).norm() if norms else torch.zeros((), device=self.device)
-        if len(self.grad_norms) > 1:
-            scalars.update({f"grad_norm/{name}": n.detach().float() for name, n in self.grad_norms.items()})
+        norms = list(self.grad_norms.values())
+        if len(norms) == 1:
+            grad_norm = norms[0]
+        else:
+            grad_norm = torch.stack(norms).norm() if norms else torch.zeros((), device=self.device)
+            scalars.update({f"grad_norm/{name}": n.detach() for name, n in self.grad_norms.items()})
         if self.ema is not None:
             self.ema.update(self.state.step + 1)
         return loss, grad_norm, scalars

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -21,6 +22,7 @@ __all__ = ["DataError", "ImageSplit", "DynamicallyBinarizedSplit", "ImageDataset
 class ImageSplit:
     images: torch.Tensor  # uint8 (N, C, H, W), values in [0, levels)
     labels: torch.Tensor | None = None  # int64 (N,)
+    draws_randomly: ClassVar[bool] = False  # whether ``batch`` uses its generator (a fresh draw per batch)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -39,6 +41,8 @@ class ImageSplit:
 @dataclass
 class DynamicallyBinarizedSplit(ImageSplit):
     """8-bit images binarized afresh at every draw: pixel ~ Bernoulli(intensity / 255)."""
+
+    draws_randomly: ClassVar[bool] = True
 
     def batch(self, index: torch.Tensor, generator: torch.Generator | None = None):
         probs = self.images[index].float() / 255.0
