@@ -56,6 +56,7 @@ from pathlib import Path
 from genzoo.data.base import ImageDataset
 from genzoo.distributed import Distributed, select_device
 from genzoo.errors import UsageError
+from genzoo.models.base import checked_inputs
 from genzoo.runlock import run_lock
 from genzoo.train_checkpoint import CHECKPOINT_FILE, TrainState
 from genzoo.train_config import TrainConfig
@@ -91,17 +92,30 @@ def train(
     """
     config.validate()
     check_model_fits(model, dataset)
+    check_levels(dataset)
     device = select_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
     with run_lock(run_dir, enabled=int(os.environ.get("RANK", "0")) == 0):
         ctx, run = Distributed.from_env(device), None
         try:
             run = Run(model, dataset, Path(run_dir), config, ctx, device, data_info)
             run.setup(resume, overrides)
-            return run.run()
+            with checked_inputs():  # the images were checked once above: no range check (sync) per batch
+                return run.run()
         finally:
             if run is not None:
                 run.loss_module = None  # the DDP wrapper holds the process group: free it before the group
             ctx.close()
+
+
+def check_levels(dataset: ImageDataset) -> None:
+    """Every image of every split is in [0, levels) (so that the models need not check each batch)."""
+    for name in ("train", "valid", "test"):
+        split = dataset.split(name)
+        if split.draws_randomly:  # its batches are drawn in range (e.g. binarized afresh)
+            continue
+        images = split.images
+        if images.numel() and (int(images.min()) < 0 or int(images.max()) >= dataset.levels):
+            raise UsageError(f"{dataset.name}'s {name} split has values outside [0, {dataset.levels})")
 
 
 def check_model_fits(model, dataset: ImageDataset) -> None:

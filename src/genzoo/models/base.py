@@ -43,6 +43,7 @@ was built, so ``genzoo.load`` rebuilds it from a checkpoint (``config["name"]`` 
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import inspect
 import math
@@ -55,6 +56,21 @@ from torch import nn
 from genzoo.nn.distributions import discrete_log_prob, discrete_sample
 
 LIKELIHOODS = ("exact", "bound", "partition", "reconstruction", "none")
+_CHECK_VALUES = [True]  # check_images checks the value range (two reductions and a host sync per batch)
+
+
+@contextlib.contextmanager
+def checked_inputs():
+    """Within the block, ``check_images`` skips the value-range check (shapes and dtypes are still
+    checked): for the trainer, which checks every image of its dataset once before training."""
+    before = _CHECK_VALUES[0]
+    _CHECK_VALUES[0] = False
+    try:
+        yield
+    finally:
+        _CHECK_VALUES[0] = before
+
+
 LABEL_USES = ("never", "optional", "always")
 
 
@@ -171,7 +187,7 @@ class GenerativeModel(nn.Module, abc.ABC):
             raise ValueError(f"expected {expected}, got {type(x).__name__} of dtype {dtype}")
         if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
             raise ValueError(f"expected {expected}, got shape {tuple(x.shape)}")
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.levels):
+        if _CHECK_VALUES[0] and x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.levels):
             raise ValueError(f"expected {expected}, got values in [{int(x.min())}, {int(x.max())}]")
 
     def check_labels(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
