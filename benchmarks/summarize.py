@@ -1,11 +1,13 @@
 """Print benchmarks/results.jsonl as Markdown tables (the ones in RESULTS.md and the README).
 
 python benchmarks/summarize.py            # every run, newest last
+python benchmarks/summarize.py --recipes  # RESULTS.md section 0: the recipe runs beside the papers' figures
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -51,8 +53,46 @@ def quality_row(name: str, m: dict) -> str:
     )
 
 
+def test_figure(test: dict) -> str:
+    """The run's test result with its kind: exact NLL, AIS estimate, or bound and k-sample estimate."""
+    if test.get("kind") == "bound":
+        note = f"k={test['k']}" + (", log Z by AIS" if (test.get("partition") or {}).get("method") == "ais" else "")
+        return (
+            f"≈ **{fmt(test['nll_estimate_nats'])}** ± {fmt(test['nll_estimate_nats_stderr'])} ({note}); "
+            f"ELBO ≤ {fmt(test['elbo_nats'])}"
+        )
+    if test.get("kind") == "estimate":
+        z = test.get("partition") or {}
+        return (
+            f"**{fmt(test['nll_nats'])}** ± {fmt(test['nll_nats_stderr'])} (AIS log Z ± {fmt(z.get('log_z_stderr'))})"
+        )
+    return f"**{fmt(test.get('nll_nats'))}** ± {fmt(test.get('nll_nats_stderr'))} (exact)"
+
+
+def recipe_table(records: list[dict]) -> None:
+    from genzoo.recipes import RECIPES
+
+    newest = {}
+    for r in records:
+        if r.get("benchmark") == "train_nll" and r.get("preset") and r.get("status") == "finished" and r.get("test"):
+            newest.pop(r["name"], None)
+            newest[r["name"]] = r
+    print("| run | recipe | test NLL (nats) | paper's figure | steps (epochs) | CPU h / wall h | reproduce |")
+    print("|---|---|---|---|---|---|---|")
+    for r in newest.values():
+        figure = RECIPES[r["model"]][r["preset"]].figure
+        hours = f"{(r.get('cpu_seconds') or 0) / 3600:.2f} / {(r.get('wall_seconds') or 0) / 3600:.2f}"
+        print(
+            f"| {r['name']} | {r['model']} `{r['preset']}` | {test_figure(r['test'])} | {figure} | "
+            f"{r.get('steps')} ({fmt(r.get('epochs'), 1)}) | {hours} | `{r.get('genzoo_command')}` |"
+        )
+
+
 def main() -> None:
     records = [json.loads(line) for line in (HERE / "results.jsonl").read_text().splitlines() if line.strip()]
+    if "--recipes" in sys.argv:
+        recipe_table(records)
+        return
     print("| run | data | options | test NLL (nats) | bits/dim | steps | train min | train img/s | params | device |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in records:

@@ -121,6 +121,7 @@ def main() -> int:
         fit=args.fit,
         eval_k=args.eval_k,
         em_iterations=args.em_iterations,
+        test_data=chosen.test_data if chosen else None,
     )
     record = {
         "benchmark": "train_nll",

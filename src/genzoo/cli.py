@@ -192,6 +192,7 @@ def cmd_train(args) -> int:
         overrides=tuple(overrides),
         record=record,
         test_max_images=args.test_max_images,
+        test_data=args.test_data or (chosen.test_data if chosen else None),
     )
     if results.get("status") == "interrupted":
         if int(os.environ.get("RANK", "0")) == 0:
@@ -267,6 +268,7 @@ def cmd_eval(args) -> int:
         sample_count=args.samples,
         weights=args.weights,
         max_images=args.max_images,
+        data_name=args.data,
     )
     if result.get("flagged") and not args.json:
         raise TrainingError(result["flagged"])
@@ -578,6 +580,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in RUN_DIR and start over")
     p.add_argument(
+        "--test-data",
+        metavar="NAME",
+        help="score the test split of this dataset instead (same image format), e.g. binarized-mnist for a "
+        "model trained on dynamic-mnist",
+    )
+    p.add_argument(
         "--test-max-images",
         type=positive_int,
         metavar="N",
@@ -588,6 +596,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="NLL of a trained run over a full split (nats and bits/dim)")
     add_run_argument(p)
     p.add_argument("--split", choices=SPLITS, default="test", help="the split to score (default test)")
+    p.add_argument(
+        "--data",
+        help="score on another dataset of the same image format (default: the run's), "
+        "e.g. binarized-mnist for a model trained on dynamic-mnist",
+    )
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per batch (default 256)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)

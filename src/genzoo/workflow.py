@@ -61,18 +61,23 @@ def check_run_dir(run_dir: Path, model) -> None:
             )
 
 
-def model_run_data(run_dir: str | os.PathLike, data_dir: str | None = None, weights: str = "auto"):
-    """Load the model of a run (EMA weights if any) and the dataset it was trained on.
+def model_run_data(
+    run_dir: str | os.PathLike, data_dir: str | None = None, weights: str = "auto", data_name: str | None = None
+):
+    """Load the model of a run (EMA weights if any) and the dataset it was trained on (or ``data_name``:
+    another dataset of the same image format, e.g. the static binarized MNIST test split for a model
+    trained on dynamically binarized MNIST, as the papers evaluate).
 
     ``weights``: "auto" (the best-validation weights when the run kept them, else the last), "best" or
     "last" (see ``genzoo.checkpoint.load``); ``model.checkpoint_info["weights"]`` labels the choice."""
     model = load(run_dir, weights=weights)
     data = (model.checkpoint_info or {}).get("data") or {}
-    if "name" not in data:
-        raise CheckpointError(f"{run_dir} does not record its dataset; cannot evaluate it")
-    dataset = load_task_dataset(data["name"], data_dir if data_dir is not None else data.get("data_dir"))
+    if "name" not in data and data_name is None:
+        raise CheckpointError(f"{run_dir} does not record its dataset; cannot evaluate it (give --data)")
+    root = data_dir if data_dir is not None else data.get("data_dir")
+    dataset = load_task_dataset(data_name or data["name"], root)
     if tuple(dataset.image_shape) != model.image_shape or dataset.levels != model.levels:
-        raise CheckpointError(
+        raise (UsageError if data_name else CheckpointError)(
             f"the model in {run_dir} expects images {model.image_shape} with {model.levels} "
             f"levels but {dataset.name} has {dataset.image_shape} with {dataset.levels}"
         )
@@ -110,6 +115,7 @@ def evaluate_run(
     sample_count: int | None = None,
     weights: str = "auto",
     max_images: int | None = None,
+    data_name: str | None = None,
 ) -> dict:
     """Test NLL of a run over the full split (nats and bits/dim), EMA weights when present: exact for
     explicit-density models, ELBO and ``num_samples``-sample importance estimate for latent models.
@@ -120,7 +126,7 @@ def evaluate_run(
     likelihood), also the sample-quality metrics of that many samples under "sample_metrics".
     ``max_images``: score only the first N images; the result says "partial" (and of how many)."""
     with run_lock(run_dir, shared=True):
-        model, dataset = model_run_data(run_dir, data_dir, weights)
+        model, dataset = model_run_data(run_dir, data_dir, weights, data_name)
     model.to(select_device(device))
     model.prepare_for_evaluation(progress=progress)
     scored = first_images(dataset.split(split), max_images)
@@ -249,6 +255,7 @@ def train_and_evaluate(
     record: dict | None = None,
     test_max_images: int | None = None,
     report: bool = True,
+    test_data: str | None = None,
 ) -> dict:
     """Train (resuming if possible), then score the full test split and write a sample grid.
 
@@ -264,7 +271,8 @@ def train_and_evaluate(
     ``genzoo.train.train``). A test NLL that cannot be trusted (worse than the uniform model, a
     non-finite log Z) is recorded with the reason under "flagged" (``genzoo.evaluate.untrusted``).
     ``test_max_images``: score only the first N test images (the result says "partial"). ``report``:
-    also write ``report.html`` (``genzoo.report``).
+    also write ``report.html`` (``genzoo.report``). ``test_data``: score the test split of that dataset
+    instead (the same image format; e.g. a model trained on dynamic-mnist on the static binarized test).
     Returns the results dict (status 'interrupted', with "signal", if training was stopped).
     """
 
@@ -276,13 +284,21 @@ def train_and_evaluate(
     run_dir = Path(run_dir)
     if resume:
         check_run_dir(run_dir, model)
+    test_set = dataset.test
+    if test_data is not None:
+        other = load_task_dataset(test_data, data_dir)
+        if tuple(other.image_shape) != tuple(dataset.image_shape) or other.levels != dataset.levels:
+            raise UsageError(f"--test-data {test_data} has images {other.image_shape} with {other.levels} levels, "
+                             f"not {dataset.image_shape} with {dataset.levels} like {dataset.name}")  # fmt: skip
+        test_set = other.test
+        record = {**(record or {}), "test_data": other.name}  # results.json says which test split was scored
     with run_lock(run_dir, enabled=int(os.environ.get("RANK", "0")) == 0):  # checked first: a refusal writes nothing
         return _train_and_score(model, dataset, run_dir, config, data_dir, num_samples, resume, eval_k, fit,
-                                em_iterations, overrides, record, test_max_images, report)  # fmt: skip
+                                em_iterations, overrides, record, test_max_images, report, test_set)  # fmt: skip
 
 
 def _train_and_score(model, dataset, run_dir, config, data_dir, num_samples, resume, eval_k, fit, em_iterations,
-                     overrides, record, test_max_images, report) -> dict:  # fmt: skip
+                     overrides, record, test_max_images, report, test_set) -> dict:  # fmt: skip
     from genzoo.train import train
 
     data_info = {"name": dataset.name, "data_dir": None if data_dir is None else str(data_dir)}
@@ -302,7 +318,7 @@ def _train_and_score(model, dataset, run_dir, config, data_dir, num_samples, res
     weights = "auto" if config.keep_best else "last"
     trained = load(run_dir, weights=weights).to(select_device(config.device))
     trained.prepare_for_evaluation(progress=config.progress)
-    scored = first_images(dataset.test, test_max_images)
+    scored = first_images(test_set, test_max_images)
     test = evaluate_model(
         trained,
         scored,
@@ -311,7 +327,7 @@ def _train_and_score(model, dataset, run_dir, config, data_dir, num_samples, res
         num_samples=eval_k,
         class_prior=train_class_prior(dataset),
     )
-    test.update(partial_note(dataset.test, scored), weights=trained.checkpoint_info["weights"])
+    test.update(partial_note(test_set, scored), weights=trained.checkpoint_info["weights"])
     if test["kind"] == "samples-only":  # no likelihood: judge the samples
         test["sample_metrics"] = evaluate_samples(trained, dataset, len(dataset.test), config.seed, data_dir)
     flagged = untrusted(test, trained)
