@@ -1,7 +1,7 @@
 """Print benchmarks/results.jsonl as Markdown tables (the ones in RESULTS.md and the README).
 
 python benchmarks/summarize.py            # every run, newest last
-python benchmarks/summarize.py --recipes  # RESULTS.md section 0: the recipe runs beside the papers' figures
+python benchmarks/summarize.py --recipes [--write]  # RESULTS.md section 0 (--write: into the file)
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def test_figure(test: dict) -> str:
     return f"**{fmt(test.get('nll_nats'))}** ± {fmt(test.get('nll_nats_stderr'))} (exact)"
 
 
-def recipe_table(records: list[dict]) -> None:
+def recipe_table(records: list[dict]) -> list[str]:
+    """The lines of RESULTS.md's section-0 table: the newest finished record of every recipe run."""
     from genzoo.recipes import RECIPES
 
     newest = {}
@@ -77,21 +78,35 @@ def recipe_table(records: list[dict]) -> None:
         if r.get("benchmark") == "train_nll" and r.get("preset") and r.get("status") == "finished" and r.get("test"):
             newest.pop(r["name"], None)
             newest[r["name"]] = r
-    print("| run | recipe | test NLL (nats) | paper's figure | steps (epochs) | CPU h / wall h | reproduce |")
-    print("|---|---|---|---|---|---|---|")
+    lines = ["| run | recipe | test NLL (nats) | paper's figure | steps (epochs) | CPU h / wall h | reproduce |"]
+    lines.append("|---|---|---|---|---|---|---|")
     for r in newest.values():
         figure = RECIPES[r["model"]][r["preset"]].figure
         hours = f"{(r.get('cpu_seconds') or 0) / 3600:.2f} / {(r.get('wall_seconds') or 0) / 3600:.2f}"
-        print(
+        lines.append(
             f"| {r['name']} | {r['model']} `{r['preset']}` | {test_figure(r['test'])} | {figure} | "
             f"{r.get('steps')} ({fmt(r.get('epochs'), 1)}) | {hours} | `{r.get('genzoo_command')}` |"
         )
+    return lines
+
+
+def write_recipe_table(records: list[dict]) -> None:
+    """Replace the table between the recipe markers of RESULTS.md."""
+    path = HERE / "RESULTS.md"
+    text = path.read_text()
+    start, end = text.index(RECIPE_START) + len(RECIPE_START), text.index(RECIPE_END)
+    path.write_text(text[:start] + "\n" + "\n".join(recipe_table(records)) + "\n" + text[end:])
+
+
+RECIPE_START, RECIPE_END = "<!-- recipes: python benchmarks/summarize.py --recipes --write -->", "<!-- /recipes -->"
 
 
 def main() -> None:
     records = [json.loads(line) for line in (HERE / "results.jsonl").read_text().splitlines() if line.strip()]
     if "--recipes" in sys.argv:
-        recipe_table(records)
+        if "--write" in sys.argv:
+            write_recipe_table(records)
+        print("\n".join(recipe_table(records)))
         return
     print("| run | data | options | test NLL (nats) | bits/dim | steps | train min | train img/s | params | device |")
     print("|---|---|---|---|---|---|---|---|---|---|")
