@@ -15,10 +15,7 @@ from genzoo.registry import MODELS, entry, model_class, options_of
 
 # Options that no docstring of their class, __init__ or module names yet (to be documented in the model files;
 # this list may only shrink: test_no_option_becomes_undocumented).
-KNOWN_UNDOCUMENTED = {
-    "autoregressive.gated_pixelcnn.GatedPixelCNN": ["num_layers", "kernel_size"],
-    "autoregressive.nade.NADE": ["hidden"],
-}
+KNOWN_UNDOCUMENTED: dict[str, list[str]] = {}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -93,7 +90,6 @@ def test_no_option_becomes_undocumented():
     assert not {cls: names for cls, names in new.items() if names}, "document these options in their docstrings"
 
 
-@pytest.mark.xfail(reason="model docstrings still lack options (KNOWN_UNDOCUMENTED)", strict=False)
 def test_every_model_option_is_documented():
     assert model_info.undocumented_options() == {}
 

@@ -124,6 +124,18 @@ def registered_name(cls: type) -> str | None:
     return name_of_class(cls)
 
 
+SMALL_IMAGE = 16 * 16  # images of at most this many pixels get the small defaults of ``sized_default``
+
+
+def sized_default(value, image_shape, small, large):
+    """``value`` when given, else the default that fits the image: ``small`` for images of at most 16x16
+    pixels (the bundled 8x8 digits train at interactive speed), ``large`` otherwise (MNIST, CIFAR)."""
+    if value is not None:
+        return value
+    _, h, w = image_shape
+    return small if h * w <= SMALL_IMAGE else large
+
+
 class GenerativeModel(nn.Module, abc.ABC):
     """Base class: the image geometry, input validation at the boundary, declarations and hooks."""
 

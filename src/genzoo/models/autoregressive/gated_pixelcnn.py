@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.models.base import AutoregressiveModel
+from genzoo.models.base import AutoregressiveModel, sized_default
 from genzoo.nn.conditioning import ImageConditioned, zero_projection
 from genzoo.nn.distributions import discrete_sample, num_params, symmetric_inputs
 from genzoo.nn.gated import GatedLayer, HorizontalConv, channel_groups, gate
@@ -39,11 +39,14 @@ from genzoo.nn.gated import GatedLayer, HorizontalConv, channel_groups, gate
 class GatedPixelCNN(ImageConditioned, AutoregressiveModel):
     """Gated PixelCNN for (C, H, W) images with ``levels`` values per subpixel.
 
-    Defaults suit 28x28 binarized MNIST: 5x5 kernels as in [2], 15 layers so that the receptive field
-    (15*2+1 rows above, 30 columns to either side) covers the whole image, 64 channels (MNIST needs far
-    fewer than the 384 of [2]'s ImageNet models). ``channels`` must be divisible by C (one group per
-    colour channel). ``condition_shape``, ``condition_levels``, ``condition_channels``,
-    ``condition_blocks``: an image condition, as in ``PixelCNN`` (exclusive with ``num_classes``).
+    ``channels``: features of both stacks, divisible by C (one group per colour channel); None: 24 for
+    images of at most 16x16 pixels, else 64 for grayscale and 32 per channel for colour (MNIST needs far
+    fewer than the 384 of [2]'s ImageNet models). ``num_layers``: gated layers; None: 6 for small images,
+    else 15, so that the receptive field (2 rows above per layer, as many columns to either side) covers
+    the whole 28x28 image. ``kernel_size``: the vertical and horizontal stacks' width (5 as in [2]).
+    ``num_classes``: class-conditional, p(x | y) with a label embedding in every layer ([2] eq. 4).
+    ``condition_shape``, ``condition_levels``, ``condition_channels``, ``condition_blocks``: an image
+    condition, as in ``PixelCNN`` (exclusive with ``num_classes``).
     """
 
     label_use = "optional"
@@ -52,8 +55,8 @@ class GatedPixelCNN(ImageConditioned, AutoregressiveModel):
         self,
         image_shape,
         levels: int,
-        channels: int = 64,
-        num_layers: int = 15,
+        channels: int | None = None,
+        num_layers: int | None = None,
         kernel_size: int = 5,
         num_classes: int | None = None,
         condition_shape=None,
@@ -63,6 +66,8 @@ class GatedPixelCNN(ImageConditioned, AutoregressiveModel):
     ):
         super().__init__(image_shape, levels, num_classes)
         c = self.image_shape[0]
+        channels = sized_default(channels, self.image_shape, 24, 64 if c == 1 else 32 * c)
+        num_layers = sized_default(num_layers, self.image_shape, 6, 15)
         if channels < c or channels % c:
             raise ValueError(f"channels must be a positive multiple of the {c} image channels, got {channels}")
         if kernel_size < 3 or kernel_size % 2 == 0:

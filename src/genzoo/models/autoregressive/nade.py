@@ -34,6 +34,9 @@ from genzoo.nn.nade_kernel import nade_log_prob, nade_logits
 
 
 class NADE(AutoregressiveModel):
+    """NADE over (C, H, W) images; see the module docstring. ``hidden``: H, the units of the shared hidden
+    layer (500 in [1] for binarized MNIST)."""
+
     block: int | None = None  # steps per block of the fast kernel; None: sized to the cache for the batch
 
     def __init__(self, image_shape, levels: int, hidden: int = 500):

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from genzoo.models.base import AutoregressiveModel
+from genzoo.models.base import AutoregressiveModel, sized_default
 from genzoo.nn import logistic_mixture as dmol
 from genzoo.nn.conditioning import ImageConditioned, downsampled, zero_projection
 from genzoo.nn.distributions import discrete_log_prob, discrete_sample, symmetric_inputs
@@ -76,12 +76,15 @@ from genzoo.nn.shifted_conv import (
 class PixelCNNPlusPlus(ImageConditioned, AutoregressiveModel):
     """PixelCNN++ over (C, H, W) images with ``levels`` values per subpixel.
 
-    channels: filters of every layer (160 in [1] for CIFAR-10).
+    channels: filters of every layer (160 in [1] for CIFAR-10); None: 24 for images of at most 16x16
+        pixels (the 8x8 digits train at interactive speed), else 64.
     num_resnet: gated resnet blocks per resolution in the up pass (the down pass has one more from the
-        second resolution on, [1]).
-    num_mixtures: logistic components K (ignored for 2 levels: Bernoulli output).
+        second resolution on, [1]); None: 1 for small images, else 5 as in [1].
+    num_mixtures: logistic components K (ignored for 2 levels: Bernoulli output); None: 5 for small
+        images, else 10 as in [1].
     dropout: inside every gated resnet block (training only).
-    num_resolutions: 1 keeps full resolution; each further one halves H and W (rounding up).
+    num_resolutions: 1 keeps full resolution; each further one halves H and W (rounding up); None: 2 for
+        small images, else 3 as in [1].
     weight_norm: weight normalization [1] of the convolutions (without data-dependent init).
     condition_shape, condition_levels, condition_channels, condition_blocks: an image condition y
         (C', h, w) with L' levels; see ``genzoo.nn.conditioning``. None: unconditioned.
@@ -91,11 +94,11 @@ class PixelCNNPlusPlus(ImageConditioned, AutoregressiveModel):
         self,
         image_shape,
         levels: int,
-        channels: int = 64,
-        num_resnet: int = 5,
-        num_mixtures: int = 10,
+        channels: int | None = None,
+        num_resnet: int | None = None,
+        num_mixtures: int | None = None,
         dropout: float = 0.5,
-        num_resolutions: int = 3,
+        num_resolutions: int | None = None,
         weight_norm: bool = False,
         condition_shape=None,
         condition_levels: int | None = None,
@@ -104,6 +107,10 @@ class PixelCNNPlusPlus(ImageConditioned, AutoregressiveModel):
     ):
         super().__init__(image_shape, levels)
         c = self.image_shape[0]
+        channels = sized_default(channels, self.image_shape, 24, 64)
+        num_resnet = sized_default(num_resnet, self.image_shape, 1, 5)
+        num_mixtures = sized_default(num_mixtures, self.image_shape, 5, 10)
+        num_resolutions = sized_default(num_resolutions, self.image_shape, 2, 3)
         for name, value, low in (
             ("channels", channels, 1),
             ("num_resnet", num_resnet, 0),
