@@ -34,40 +34,23 @@ def _number(kind: type, text: str) -> float | int:
     return value
 
 
-def positive_int(text: str) -> int:
-    value = _number(int, text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _checked(kind: type, ok: Callable[[float], bool], requirement: str) -> Callable[[str], float]:
+    """A parser of ``kind`` numbers that refuses values failing ``ok`` with "must be <requirement>"."""
+
+    def parse(text: str):
+        value = _number(kind, text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return value
+
+    return parse
 
 
-def count(text: str) -> int:
-    value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _number(float, text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    value = _number(float, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A number in [0, 1)."""
-    value = _number(float, text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+positive_int = _checked(int, lambda v: v > 0, "a positive integer")
+count = _checked(int, lambda v: v >= 0, ">= 0")
+positive_float = _checked(float, lambda v: v > 0, "a positive number")
+nonnegative_float = _checked(float, lambda v: v >= 0, ">= 0")
+fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "in [0, 1)")  # a number in [0, 1)
 
 
 def clip_norm(text: str) -> float | None:
