@@ -36,12 +36,12 @@ class GenerativeClassifier:
     def __init__(self, models, log_prior=None, batch_size: int = 1024):
         if isinstance(models, Sequence):
             self.models, self.num_classes = list(models), len(models)
-        elif getattr(models, "conditional", False) and getattr(models, "num_classes", None):
+        elif models.conditional and models.num_classes:
             self.models, self.num_classes = models, int(models.num_classes)
         else:
             raise ValueError("pass one class-conditional model (conditional=True) or a list of per-class models")
         for model in self.models if isinstance(self.models, list) else [self.models]:
-            if not hasattr(model, "log_prob"):
+            if model.likelihood not in ("exact", "partition"):
                 raise TypeError(f"{type(model).__name__} has no exact log_prob: it cannot classify by Bayes' rule")
         if log_prior is None:
             log_prior = torch.full((self.num_classes,), -math.log(self.num_classes))

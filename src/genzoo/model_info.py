@@ -251,7 +251,7 @@ def capabilities(name: str) -> dict[str, Any]:
 
     cls, e = model_class(name), entry(name)
     instance = _example_instance(name)
-    cached = getattr(instance, "has_cached_sampling", None) if cls.can_complete else None
+    cached = instance.has_cached_sampling if cls.can_complete else None
     label_use = "always" if e.conditional else cls.label_use
     fits = list(cls.fit_methods)
     return {

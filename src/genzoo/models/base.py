@@ -162,6 +162,8 @@ class GenerativeModel(nn.Module, abc.ABC):
 
     config: dict[str, Any]  # the constructor's arguments (recorded by the constructor itself)
     conditional: bool = False  # True when this instance uses class labels y
+    condition_shape: tuple[int, int, int] | None = None  # an image condition y's shape (super-resolution,
+    # colorization: ``genzoo.nn.conditioning``); None when the model takes none
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -145,7 +145,7 @@ class ImageConditioned:
         shape = check_condition_options(self.image_shape, condition_shape, condition_levels)
         self.condition_net = None
         if shape is not None:
-            if getattr(self, "num_classes", None) is not None:
+            if self.num_classes is not None:
                 raise ValueError("a model is conditioned on class labels or on an image, not both")
             self.condition_shape, self.condition_levels = shape, int(condition_levels)
             self.condition_net = ConditionNet(shape, condition_levels, self.image_shape[1:], channels, blocks)

@@ -142,7 +142,7 @@ def draw_samples(model, n: int = SAMPLES, seed: int = 0) -> tuple[bytes, str, fl
         )
     else:
         picture = labelled_grid(images, model.levels, math.ceil(math.sqrt(n)))
-    cached = getattr(model, "has_cached_sampling", None)
+    cached = model.has_cached_sampling if model.can_complete else None  # autoregressive models declare it
     how = "" if cached is None else (", cached sampling" if cached else ", naive sampling (one pass per subpixel)")
     caption = f"{n} samples (seed {seed}) of the {model.checkpoint_info.get('weights', '')} weights"
     speed = f"sampling: {n} images in {seconds:.3g} s ({n / max(seconds, 1e-9):.1f} images/s on {model.device}{how})"

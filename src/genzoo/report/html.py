@@ -236,7 +236,7 @@ def test_section(run: dict) -> str:
 def samples_section(run: dict, model, samples: int, seed: int) -> tuple[str, bytes | None]:
     """HTML of the samples and completions, and the sample grid's PNG (for a comparison)."""
     out, grid = [], None
-    if model is not None and getattr(model, "condition_shape", None) is not None:
+    if model is not None and model.condition_shape is not None:
         run["notes"].append("image-conditioned model: its samples need condition images (see the task pictures)")
         model = None
     if model is not None and samples > 0:
