@@ -40,15 +40,17 @@ def parse_value(text: str):
         return text
 
 
-def make_figure(model, regression, data, index, rows: int, samples: int, name: str) -> Path:
+def make_figure(model, regression, data, index, rows: int, samples: int, name: str, temperature=1.0) -> Path:
     """input | bicubic/gray | L2 CNN | samples | truth for ``rows`` conditions spread over the scored subset
     ``index`` (sorted: binarized MNIST's test split is in class order), samples drawn with seed 1."""
     from genzoo.tasks import conditional
 
     chosen = index[torch.linspace(0, len(index) - 1, rows).round().long()]
-    path = HERE / "conditional" / f"{name}.png"
+    path = HERE / "conditional" / (f"{name}.png" if temperature == 1.0 else f"{name}-T{temperature:g}.png")
     y, truth = data.test.labels[chosen], data.test.images[chosen]
-    return conditional.task_figure(model, y, path, samples, truth=truth, regression=regression, seed=1)
+    return conditional.task_figure(
+        model, y, path, samples, truth=truth, regression=regression, seed=1, temperature=temperature
+    )
 
 
 def summarize() -> str:
@@ -103,6 +105,13 @@ def main() -> None:
     p.add_argument("--eval-max-images", type=int, default=1000)
     p.add_argument("--eval-images", type=int, default=1000, help="conditions scored by the sample metrics")
     p.add_argument("--samples", type=int, default=4)
+    p.add_argument(
+        "--temperature",
+        type=float,
+        action="append",
+        default=[],
+        help="also score (and draw a picture of) samples at temperature T (repeatable); T = 1 is always scored",
+    )
     p.add_argument("--figure-rows", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--name", default=None)
@@ -162,9 +171,17 @@ def main() -> None:
     drawn = conditional.draw_samples(model, data.test.labels[index].long(), args.samples)
     sample_seconds = time.perf_counter() - t0
     scores = conditional.evaluate_task(
-        model, data, "test", args.eval_images, args.samples, 0, regression, classifier, labels, drawn=drawn
-    )
+        model, data, "test", args.eval_images, args.samples, 0, regression, classifier, labels, drawn=drawn,
+        temperatures=tuple(args.temperature),
+    )  # fmt: skip
     figure = make_figure(model, regression, data, index, args.figure_rows, args.samples, name)
+    tempered_figures = {
+        f"{t:g}": str(
+            make_figure(model, regression, data, index, args.figure_rows, args.samples, name, t).relative_to(HERE)
+        )
+        for t in args.temperature
+        if t != 1.0
+    }
     record = {
         "benchmark": "conditional",
         "name": name,
@@ -193,6 +210,8 @@ def main() -> None:
         "wall_seconds": time.perf_counter() - started,
         "weights": model.checkpoint_info.get("weights"),
         "figure": str(figure.relative_to(HERE)),
+        "temperatures": sorted(set(args.temperature) - {1.0}, reverse=True),
+        "tempered_figures": tempered_figures,
         "device": device_name(torch.device("cpu")),
         "torch": torch.__version__,
         "command": command_line(),

@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 . .venv/bin/activate
 export OMP_NUM_THREADS=1
 if [ -n "${WAIT_PID:-}" ]; then while kill -0 "$WAIT_PID" 2>/dev/null; do sleep 30; done; fi
-run() { python benchmarks/train_nll.py --threads 1 "$@" >> "benchmarks/logs/$NAME.log" 2>&1; }
+# A run whose results.json exists has finished (scored); it is not repeated.
+run() {
+  [ -f "benchmarks/runs/$NAME/results.json" ] && return 0
+  python benchmarks/train_nll.py --threads 1 "$@" >> "benchmarks/logs/$NAME.log" 2>&1
+}
 case "${1:-a}" in
   a)
     NAME=made-germain2015-1mask run --model made --preset germain2015-1mask --name made-germain2015-1mask

@@ -11,18 +11,10 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-import genzoo
 from genzoo.checkpoint import load, save_model
-from tiny_models import all_images, cases
+from tiny_models import all_images, cases, perturbed_model
 
-
-def build(name, shape, levels, options, seed=0):
-    torch.manual_seed(seed)
-    model = genzoo.create(name, image_shape=shape, levels=levels, **options)
-    with torch.no_grad():  # move away from the (often zero) initialization so the tests are non-trivial
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.5)
-    return model.eval()
+build = perturbed_model
 
 
 def test_every_registered_autoregressive_model_is_covered():

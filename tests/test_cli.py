@@ -67,6 +67,23 @@ def test_sample_writes_png(trained_run, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_sample_at_a_temperature(trained_run, tmp_path, capsys):
+    assert run("sample", trained_run, "-n", 4, "--temperature", 0.5, "-o", tmp_path / "t.png") == 0
+    assert "at temperature 0.5" in capsys.readouterr().out
+    assert run("sample", trained_run, "--temperature", 0, "-o", tmp_path / "z.png") == 2
+    assert "--temperature: must be a positive number" in capsys.readouterr().err
+
+
+def test_temperature_is_refused_for_models_without_conditionals(tmp_path, capsys):
+    run_dir = tmp_path / "vae"
+    assert run("train", "vae", "--data", "digits", "--steps", 2, "--run-dir", run_dir, "--quiet", "--samples", 0) == 0
+    capsys.readouterr()
+    assert run("sample", run_dir, "--temperature", 0.5, "-o", tmp_path / "v.png") == 2
+    assert "--temperature applies to autoregressive models" in capsys.readouterr().err
+    assert run("eval", run_dir, "--temperature", 0.5, "-q") == 2
+    assert "super-resolution and colorization" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

@@ -27,9 +27,10 @@ def test_superres_on_digits_trains_evaluates_and_samples(tmp_path, capsys):
     assert results["data"] == "digits-superres2" and results["test"]["kind"] == "exact"
     assert set(results["task"]["methods"]) >= {"nearest", "bicubic", "l2-cnn", "model"}
     assert (run_dir / "regression.safetensors").exists() and (run_dir / "report.html").exists()
-    assert run("eval", run_dir, "-q") == 0
-    assert "| l2-cnn |" in capsys.readouterr().out
-    assert run("sample", run_dir, "--index", 3, "-o", tmp_path / "i.png") == 0
+    assert run("eval", run_dir, "-q", "--temperature", 0.8) == 0
+    out = capsys.readouterr().out
+    assert "| l2-cnn |" in out and "| model T=0.8 |" in out
+    assert run("sample", run_dir, "--index", 3, "--temperature", 0.8, "-o", tmp_path / "i.png") == 0
     low = Image.fromarray(np.full((4, 4), 200, dtype=np.uint8))
     low.save(tmp_path / "low.png")
     assert run("sample", run_dir, "--from", tmp_path / "low.png", "-o", tmp_path / "f.png") == 0

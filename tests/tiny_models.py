@@ -113,6 +113,21 @@ def normal_weights_model(name, shape, levels, scale=1.0, seed=0, **options):
     return model.eval()
 
 
+def perturbed_model(name, shape, levels, options, seed=0):
+    """Model ``name`` at its initialization plus N(0, 0.5^2) noise on every parameter (seeded), in eval
+    mode: away from the (often zero) initialization, so that the property tests are not trivial."""
+    import torch
+
+    import genzoo
+
+    torch.manual_seed(seed)
+    model = genzoo.create(name, image_shape=shape, levels=levels, **options)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    return model.eval()
+
+
 def naive_and_cached_samples(model, n, seed, **kwargs):
     """(naive, cached) draws of ``n`` images from the same seed: the pair every cached sampler must match."""
     import torch

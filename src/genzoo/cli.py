@@ -269,6 +269,7 @@ def cmd_eval(args) -> int:
         weights=args.weights,
         max_images=args.max_images,
         data_name=args.data,
+        temperatures=tuple(args.temperature or ()),
     )
     if result.get("flagged") and not args.json:
         raise TrainingError(result["flagged"])
@@ -301,14 +302,18 @@ def cmd_sample(args) -> int:
         raise UsageError(f"--class given but the model in {args.run} is not class-conditional")
     if args.label is not None and not 0 <= args.label < model.num_classes:
         raise UsageError(f"--class must be in [0, {model.num_classes})")
+    if args.temperature != 1.0 and not model.can_temper:
+        raise UsageError(f"--temperature applies to autoregressive models, not to {model.config['name']}")
     data = (model.checkpoint_info.get("data") or {}).get("name", "")
     if parse_task_name(data):  # an image-conditioned run: samples given a condition, in a labelled grid
         return sample_task(args, model, data)
     if args.condition or args.index:
         raise UsageError("--from and --index apply to super-resolution and colorization runs")
-    samples = sample_images(model, args.n, seed=args.seed, labels=args.label, naive=args.naive)
+    samples = sample_images(model, args.n, seed=args.seed, labels=args.label, naive=args.naive,
+                            temperature=args.temperature)  # fmt: skip
     path = save_grid(samples, model.levels, args.output)
-    print(f"wrote {args.n} samples of the {model.checkpoint_info['weights']} weights to {path}")
+    tempered = "" if args.temperature == 1.0 else f" at temperature {args.temperature:g}"
+    print(f"wrote {args.n} samples{tempered} of the {model.checkpoint_info['weights']} weights to {path}")
     return 0
 
 
@@ -322,7 +327,7 @@ def sample_task(args, model, data: str) -> int:
     samples = 4 if args.n == 64 else min(args.n, 16)  # -n: samples per condition here (default 4)
     if args.condition is not None:
         path = sample_figure(model, args.output, condition_png=args.condition, samples=samples, seed=args.seed,
-                             regression=regression)  # fmt: skip
+                             regression=regression, temperature=args.temperature)  # fmt: skip
         what = f"{samples} samples given {args.condition}"
     else:
         root = args.data_dir or (model.checkpoint_info.get("data") or {}).get("data_dir")
@@ -331,7 +336,7 @@ def sample_task(args, model, data: str) -> int:
         if bad:
             raise UsageError(f"--index {bad[0]} is out of range: the test split has {len(dataset.test)} images")
         path = sample_figure(model, args.output, dataset=dataset, indices=args.index or None, samples=samples,
-                             seed=args.seed, regression=regression)  # fmt: skip
+                             seed=args.seed, regression=regression, temperature=args.temperature)  # fmt: skip
         what = f"{samples} samples for each of {len(args.index) if args.index else 8} test conditions"
     print(f"wrote {what} (input | baselines | samples | truth) to {path}")
     return 0
@@ -508,7 +513,7 @@ def add_run_argument(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from genzoo import __version__
-    from genzoo.train_config import add_train_arguments, count, positive_int
+    from genzoo.train_config import add_train_arguments, count, positive_float, positive_int
 
     parser = Parser(prog="genzoo", description="Deep generative models with honest likelihoods.")
     parser.add_argument("--version", action="version", version=f"genzoo {__version__}")
@@ -621,6 +626,12 @@ def build_parser() -> argparse.ArgumentParser:
         "feature network's space (default: the split's size for GANs, else 0)",
     )
     add_weights_option(p)
+    p.add_argument(
+        "--temperature",
+        type=positive_float,
+        action="append",
+        help="super-resolution/colorization runs: also score samples drawn at temperature T (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_eval)
@@ -638,6 +649,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=count, default=0, help=SEED_HELP)
     p.add_argument("--class", dest="label", type=count, help="class label for a class-conditional model")
     p.add_argument("--naive", action="store_true", help="one full forward pass per subpixel (slow reference path)")
+    p.add_argument(
+        "--temperature",
+        type=positive_float,
+        default=1.0,
+        help="autoregressive models: draw each subpixel from its conditional raised to 1/T, renormalized "
+        "(below 1: sharper, less diverse; default 1, the model itself)",
+    )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(
         "--from",

@@ -85,9 +85,10 @@ def model_run_data(
 
 
 def sample_images(
-    model, n: int, seed: int = 0, labels=None, naive: bool = False, batch_size: int = 256
+    model, n: int, seed: int = 0, labels=None, naive: bool = False, batch_size: int = 256, temperature: float = 1.0
 ) -> torch.Tensor:
-    """``n`` samples drawn in batches with a seeded generator on the model's device."""
+    """``n`` samples drawn in batches with a seeded generator on the model's device (``temperature``:
+    for models that declare ``can_temper``)."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
     chunks = []
     for start in range(0, n, batch_size):
@@ -100,6 +101,8 @@ def sample_images(
                 else torch.as_tensor(labels).expand(count)
             )
         kwargs = {"naive": naive} if naive else {}
+        if temperature != 1.0:
+            kwargs["temperature"] = temperature
         chunks.append(model.sample(count, y, generator=generator, **kwargs).cpu())
     return torch.cat(chunks)
 
@@ -116,6 +119,7 @@ def evaluate_run(
     weights: str = "auto",
     max_images: int | None = None,
     data_name: str | None = None,
+    temperatures: tuple[float, ...] = (),
 ) -> dict:
     """Test NLL of a run over the full split (nats and bits/dim), EMA weights when present: exact for
     explicit-density models, ELBO and ``num_samples``-sample importance estimate for latent models.
@@ -124,9 +128,13 @@ def evaluate_run(
     ``model_run_data``); the result's "weights" says which were scored, e.g. "best (step 12000, valid
     nll_nats 95.3124)". With ``sample_count`` (default: 0, or the split's size for models without a
     likelihood), also the sample-quality metrics of that many samples under "sample_metrics".
-    ``max_images``: score only the first N images; the result says "partial" (and of how many)."""
+    ``max_images``: score only the first N images; the result says "partial" (and of how many).
+    Super-resolution/colorization runs: also the task metrics under "task" (``temperatures``: more rows of
+    samples drawn at those temperatures)."""
     with run_lock(run_dir, shared=True):
         model, dataset = model_run_data(run_dir, data_dir, weights, data_name)
+    if temperatures and not isinstance(dataset, ConditionalImageDataset):
+        raise UsageError("--temperature applies to super-resolution and colorization runs")
     model.to(select_device(device))
     model.prepare_for_evaluation(progress=progress)
     scored = first_images(dataset.split(split), max_images)
@@ -141,7 +149,8 @@ def evaluate_run(
     result.update(partial_note(dataset.split(split), scored))
     if isinstance(dataset, ConditionalImageDataset) and split == "test":
         root = data_dir if data_dir is not None else (model.checkpoint_info.get("data") or {}).get("data_dir")
-        result["task"] = score_task(model, dataset, task_baseline(run_dir), root, n_images=max_images or 1000)
+        result["task"] = score_task(model, dataset, task_baseline(run_dir), root, n_images=max_images or 1000,
+                                    temperatures=temperatures)  # fmt: skip
     flagged = untrusted(result, model)
     if flagged:
         result["flagged"] = flagged
@@ -208,14 +217,14 @@ def task_baseline(run_dir) -> object | None:
     return baselines.load_regression(path) if path.is_file() else None
 
 
-def score_task(model, dataset, regression, data_dir=None, seed: int = 0, n_images: int = 1000) -> dict:
+def score_task(model, dataset, regression, data_dir=None, seed: int = 0, n_images: int = 1000, temperatures=()) -> dict:
     """PSNR, SSIM, consistency, diversity (and the digit classifier's accuracy on MNIST) of the model's
     samples beside nearest, bicubic (or gray) and the L2 CNN (``genzoo.tasks.conditional.evaluate_task``)."""
     from genzoo.tasks.conditional import digit_classifier, evaluate_task
 
     classifier, labels = digit_classifier(dataset, data_dir)
     return evaluate_task(model, dataset, "test", min(n_images, len(dataset.test)), 4, seed, regression, classifier,
-                         labels, nll=False)  # fmt: skip
+                         labels, nll=False, temperatures=tuple(temperatures))  # fmt: skip
 
 
 def train_class_prior(dataset) -> torch.Tensor | None:

@@ -11,7 +11,8 @@ Every model (``GenerativeModel``):
 
 Capabilities and what the evaluator reports for each (``likelihood``):
     ExplicitDensityModel   "exact"           log_prob(x, y) -> Tensor[n], exact, nats
-    AutoregressiveModel    "exact"           + forward(x) -> per-subpixel parameters; completion
+    AutoregressiveModel    "exact"           + forward(x) -> per-subpixel parameters; completion;
+                                             sample(n, temperature=T)
     LatentVariableModel    "bound"           elbo(x, y), log_prob_estimate(x, y, num_samples)
     EnergyModel            "partition"       log_prob(x) = -F(x) - log Z with log Z from
                                              compute_partition() (exact or AIS), labelled as such
@@ -53,7 +54,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from genzoo.nn.distributions import discrete_log_prob, discrete_sample
+from genzoo.nn.distributions import check_temperature, discrete_log_prob, discrete_sample, tempered
 
 LIKELIHOODS = ("exact", "bound", "partition", "reconstruction", "none")
 _CHECK_VALUES = [True]  # check_images checks the value range (two reductions and a host sync per batch)
@@ -157,6 +158,8 @@ class GenerativeModel(nn.Module, abc.ABC):
     """The fit used when none is asked for (None: gradient training)."""
     can_complete: ClassVar[bool] = False
     """``sample(n, x=images, known=mask)`` completes partly known images."""
+    can_temper: ClassVar[bool] = False
+    """``sample(n, temperature=T)`` draws each subpixel from its conditional raised to 1/T."""
     has_codes: ClassVar[bool] = False
     """``code(x)`` and ``decode_images(z)`` give a latent space (``genzoo.tasks.latent``)."""
 
@@ -319,6 +322,7 @@ class AutoregressiveModel(ExplicitDensityModel):
     """
 
     can_complete = True
+    can_temper = True
 
     def ordering(self) -> torch.Tensor:
         """Flat indices into (C, H, W) in generation order."""
@@ -350,14 +354,18 @@ class AutoregressiveModel(ExplicitDensityModel):
         x: torch.Tensor | None = None,
         known: torch.Tensor | None = None,
         naive: bool = False,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """Draw ``n`` images by ancestral sampling; the cached fast path when the model has one.
 
         With ``x`` and a boolean ``known`` mask of the same shape, the known subpixels are kept and the
         others are drawn from their conditionals given everything before them in the ordering
         (completion: exact conditioning when the known subpixels come first, e.g. a kept top half).
-        ``naive=True`` forces one full forward pass per subpixel.
+        ``naive=True`` forces one full forward pass per subpixel. ``temperature`` T != 1 draws every
+        subpixel from its conditional raised to 1/T and renormalized (T < 1: sharper, less diverse): the
+        images then follow a tempered distribution, not the model's (``genzoo.nn.distributions.tempered``).
         """
+        temperature = check_temperature(temperature)
         y = self.check_labels(y, n)
         if x is None:
             x = torch.zeros((n, *self.image_shape), dtype=torch.long, device=self.device)
@@ -368,7 +376,7 @@ class AutoregressiveModel(ExplicitDensityModel):
                 raise ValueError(f"x holds {x.shape[0]} images but n={n}")
             x = x.clone().to(self.device)
             known = torch.as_tensor(known, dtype=torch.bool, device=self.device).expand_as(x)
-        with torch.no_grad():
+        with torch.no_grad(), tempered(temperature):
             if not naive and self.has_cached_sampling:
                 return self.sample_cached(x, known, y, generator)
             return self.sample_naive(x, known, y, generator)

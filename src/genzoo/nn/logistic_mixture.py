@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genzoo.nn.distributions import symmetric_inputs
+from genzoo.nn.distributions import sampling_temperature, symmetric_inputs
 
 LOG_SCALE_MIN, LOG_SCALE_MAX = -7.0, 7.0
 _BOUND = 1e4  # standardized bin edges beyond this are as good as infinite (exp(-1e4) == 0)
@@ -101,7 +101,15 @@ def mixture_sample(params: torch.Tensor, levels: int, generator: torch.Generator
     Randomness, in this order: a single ``torch.rand((*params.shape[:-1], 2))``; [..., 0] picks the
     component by inverting the categorical CDF, [..., 1] = q gives the logistic draw
     mu + s log(q / (1 - q)), which is discretized to the level whose bin holds it (tails to the edges).
+    At a temperature T != 1 (``distributions.tempered``) the draw is exact too: from the softmax of the
+    ``levels`` discrete log-probabilities divided by T (one ``torch.multinomial`` per subpixel).
     """
+    temperature = sampling_temperature()
+    if temperature != 1.0:
+        grid = torch.arange(levels, device=params.device).view(levels, *[1] * (params.dim() - 1))
+        log_probs = mixture_log_prob(params.unsqueeze(0).expand(levels, *params.shape), grid, levels)
+        probs = torch.softmax(log_probs.movedim(0, -1) / temperature, dim=-1)
+        return torch.multinomial(probs.reshape(-1, levels), 1, generator=generator).reshape(params.shape[:-1])
     logits, means, log_scales = params.float().chunk(3, dim=-1)
     u = torch.rand((*params.shape[:-1], 2), generator=generator, device=params.device)
     cdf = torch.softmax(logits, -1).cumsum(-1)

@@ -167,9 +167,13 @@ def score(
 # ---- sampling and evaluation ---------------------------------------------------------------------------
 
 
-def draw_samples(model, y: torch.Tensor, samples: int, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+def draw_samples(
+    model, y: torch.Tensor, samples: int, seed: int = 0, batch_size: int = 256, temperature: float = 1.0
+) -> torch.Tensor:
     """``samples`` draws of p(x | y) for every condition: LongTensor (samples, N, C, H, W), cached sampling,
-    in eval mode; sample k of condition i comes from the generator seeded (seed, k, batch)."""
+    in eval mode; sample k of condition i comes from the generator seeded (seed, k, batch). ``temperature``
+    T != 1: draws of the tempered conditionals (``AutoregressiveModel.sample``)."""
+    tempering = {} if temperature == 1.0 else {"temperature": temperature}
     was = model.training
     model.eval()
     out = []
@@ -178,7 +182,7 @@ def draw_samples(model, y: torch.Tensor, samples: int, seed: int = 0, batch_size
         for b, start in enumerate(range(0, len(y), batch_size)):
             part = y[start : start + batch_size].long().to(model.device)
             generator = torch.Generator(device=model.device).manual_seed(seed * 1_000_003 + k * 10_007 + b)
-            parts.append(model.sample(len(part), part, generator=generator).cpu())
+            parts.append(model.sample(len(part), part, generator=generator, **tempering).cpu())
         out.append(torch.cat(parts))
     model.train(was)
     return torch.stack(out)
@@ -204,6 +208,7 @@ def evaluate_task(
     labels: torch.Tensor | None = None,
     nll: bool = True,
     drawn: torch.Tensor | None = None,
+    temperatures: tuple[float, ...] = (),
 ) -> dict:
     """Everything the conditional benchmark reports, on ``dataset.split(split)``.
 
@@ -211,7 +216,8 @@ def evaluate_task(
     whole split (nats and bits/dim, ``genzoo.evaluate.evaluate_nll``). The other metrics use a seeded
     subset of ``n_images`` conditions (``evaluation_subset``) and ``samples`` draws of each (``drawn``:
     samples already drawn for that subset, (K, n, C, H, W)). ``regression``: the L2 CNN; ``classifier``
-    and ``labels`` (class labels of the whole split): the downstream accuracy.
+    and ``labels`` (class labels of the whole split): the downstream accuracy. ``temperatures``: more
+    rows "model T=0.8", ... of samples drawn at those temperatures (the same seeds).
     Returns {"split", "n_images", "samples", "nll" (or absent), "methods": {name: metrics}} with the
     methods "truth" (its consistency is the floor of the rounding), the baselines and "model".
     """
@@ -238,13 +244,14 @@ def evaluate_task(
         return out
     if nll:
         out["nll"] = evaluate_nll(model, part)
-    if drawn is None:
-        drawn = draw_samples(model, y, samples, seed)
-    pictures = intensity(drawn, dataset.levels)
-    per_sample = [score(p, truth, y, condition_levels, classifier, sub_labels) for p in pictures]
-    metrics = {key: float(np.mean([s[key] for s in per_sample])) for key in per_sample[0]}
-    metrics["diversity"] = diversity(pictures)
-    out["methods"]["model"] = metrics
+    for temperature in (1.0, *(t for t in temperatures if t != 1.0)):
+        if drawn is None or temperature != 1.0:
+            drawn = draw_samples(model, y, samples, seed, temperature=temperature)
+        pictures = intensity(drawn, dataset.levels)
+        per_sample = [score(p, truth, y, condition_levels, classifier, sub_labels) for p in pictures]
+        metrics = {key: float(np.mean([s[key] for s in per_sample])) for key in per_sample[0]}
+        metrics["diversity"] = diversity(pictures)
+        out["methods"]["model" if temperature == 1.0 else f"model T={temperature:g}"] = metrics
     return out
 
 
@@ -297,12 +304,13 @@ def task_figure(
     seed: int = 0,
     drawn: torch.Tensor | None = None,
     row_titles: list[str] | None = None,
+    temperature: float = 1.0,
 ):
     """The comparison picture of the task: input | bicubic (super-resolution) | L2 CNN | ``samples`` samples | truth.
 
     model: an image-conditioned model; y: conditions (N, C', h, w); truth: the true images (integers) when
     known (``--index``), absent for a condition read from a file (``--from``). ``drawn``: samples already
-    drawn, (K, N, C, H, W). Returns the path.
+    drawn, (K, N, C, H, W); ``temperature``: draw them at that temperature (titled so). Returns the path.
     """
     levels, condition_levels = model.levels, model.condition_levels
     y = y.long().cpu()
@@ -314,8 +322,9 @@ def task_figure(
     if regression is not None:
         columns.append(("L2 CNN", regression.predict(y)))
     if drawn is None:
-        drawn = draw_samples(model, y, samples, seed)
-    columns += [(f"sample {k + 1}", intensity(s, levels)) for k, s in enumerate(drawn[:samples])]
+        drawn = draw_samples(model, y, samples, seed, temperature=temperature)
+    tag = "" if temperature == 1.0 else f" T={temperature:g}"
+    columns += [(f"sample {k + 1}{tag}", intensity(s, levels)) for k, s in enumerate(drawn[:samples])]
     if truth is not None:
         columns.append(("truth", intensity(truth, levels)))
     return comparison_figure(columns, path, row_titles)
@@ -332,6 +341,7 @@ def sample_figure(
     samples: int = 4,
     seed: int = 0,
     regression=None,
+    temperature: float = 1.0,
 ):
     """``genzoo sample RUN --from low.png | --index I -o out.png`` in one call; returns the path.
 
@@ -341,7 +351,7 @@ def sample_figure(
     """
     if condition_png is not None:
         y = load_condition_png(condition_png, model.condition_shape, model.condition_levels)
-        return task_figure(model, y, path, samples, regression=regression, seed=seed)
+        return task_figure(model, y, path, samples, regression=regression, seed=seed, temperature=temperature)
     if dataset is None:
         raise ValueError("give condition_png or a dataset (with indices)")
     part = dataset.split(split)
@@ -352,7 +362,8 @@ def sample_figure(
         raise ValueError(f"indices must be in [0, {len(part)}) for the {split} split")
     y, truth = part.labels[indices], part.images[indices].long()
     titles = [f"#{int(i)}" for i in indices]
-    return task_figure(model, y, path, samples, truth=truth, regression=regression, seed=seed, row_titles=titles)
+    return task_figure(model, y, path, samples, truth=truth, regression=regression, seed=seed, row_titles=titles,
+                       temperature=temperature)  # fmt: skip
 
 
 def digit_classifier(dataset, data_dir=None):
