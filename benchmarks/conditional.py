@@ -153,6 +153,11 @@ def main() -> None:
         print(make_figure(model, regression, data, index, args.figure_rows, args.samples, name))
         return
     result = train(model, data, run_dir, config)
+    if result["status"] == "interrupted":  # a signal stopped training: saved; score nothing, resume later
+        from genzoo.errors import SIGNAL_EXIT_CODES
+
+        print(f"interrupted at step {result['step']}; checkpoint saved, rerun to resume", file=sys.stderr)
+        sys.exit(SIGNAL_EXIT_CODES.get(result.get("signal"), 130))
     model = genzoo.load(run_dir, weights="auto")
     model_params = sum(p.numel() for p in model.parameters())
 

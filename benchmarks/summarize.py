@@ -73,16 +73,24 @@ def recipe_table(records: list[dict]) -> list[str]:
     """The lines of RESULTS.md's section-0 table: the newest finished record of every recipe run."""
     from genzoo.recipes import RECIPES
 
-    newest = {}
+    newest, spent = {}, {}
     for r in records:
-        if r.get("benchmark") == "train_nll" and r.get("preset") and r.get("status") == "finished" and r.get("test"):
+        if r.get("benchmark") != "train_nll" or not r.get("preset"):
+            continue
+        cpu, wall = spent.get(r["name"], (0.0, 0.0))  # every recorded process of the run, resumes included
+        spent[r["name"]] = (cpu + (r.get("cpu_seconds") or 0), wall + (r.get("wall_seconds") or 0))
+        if r.get("status") == "finished" and r.get("test"):
             newest.pop(r["name"], None)
             newest[r["name"]] = r
-    lines = ["| run | recipe | test NLL (nats) | paper's figure | steps (epochs) | CPU h / wall h | reproduce |"]
+    lines = [
+        "| run | recipe | test NLL (nats) | paper's figure | steps (epochs) | training h (all resumes) / "
+        "CPU h, wall h (recorded processes) | reproduce |"
+    ]
     lines.append("|---|---|---|---|---|---|---|")
     for r in newest.values():
         figure = RECIPES[r["model"]][r["preset"]].figure
-        hours = f"{(r.get('cpu_seconds') or 0) / 3600:.2f} / {(r.get('wall_seconds') or 0) / 3600:.2f}"
+        cpu, wall = spent[r["name"]]
+        hours = f"{(r.get('train_seconds') or 0) / 3600:.2f} / {cpu / 3600:.2f}, {wall / 3600:.2f}"
         lines.append(
             f"| {r['name']} | {r['model']} `{r['preset']}` | {test_figure(r['test'])} | {figure} | "
             f"{r.get('steps')} ({fmt(r.get('epochs'), 1)}) | {hours} | `{r.get('genzoo_command')}` |"
