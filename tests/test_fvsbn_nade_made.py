@@ -8,16 +8,11 @@ import torch
 import genzoo
 from genzoo.models.base import AutoregressiveModel
 from genzoo.nn.masked import MaskedLinear, made_degrees, made_masks, ordering_rank
-from tiny_models import all_images
+from tiny_models import all_images, perturbed_model
 
 
 def build(name, shape, levels, seed=0, **options):
-    torch.manual_seed(seed)
-    model = genzoo.create(name, image_shape=shape, levels=levels, **options)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.5)
-    return model.eval()
+    return perturbed_model(name, shape, levels, options, seed)
 
 
 def assert_causal(model, shape, levels, trials=2):
