@@ -78,7 +78,9 @@ def summarize() -> str:
                 else "."
             )
             + f"\n\n{format_table({'methods': r['metrics']})}\n\n![{name}]({r['figure']})\n\n"
-            f"`{r['command']}` ({r['device']}, torch {r['torch']})\n"
+            + "".join(f"![{name} at T={t}]({path})\n\n" for t, path in r.get("tempered_figures", {}).items())
+            + ("" if not r.get("temperatures") else "(T: the sampling temperature, `--temperature`.)\n\n")
+            + f"`{r['command']}` ({r['device']}, torch {r['torch']})\n"
         )
     return "\n".join(out)
 
