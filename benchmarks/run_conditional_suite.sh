@@ -30,6 +30,17 @@ run digits-sr2-pixelsnail $D --model pixelsnail -o channels=32 -o num_blocks=2 -
 run binarized-mnist-sr4-pixelcnn --task superres --scale 4 --data binarized-mnist --data-dir "$DATA" --model pixelcnn \
     -o channels=64 -o num_blocks=8 --time 3000 --regression-time 600 --regression-channels 48 --regression-blocks 3 \
     --eval-every 1000 --eval-images 1000
+# 1 a third time, 100 min (L2 CNN 25 min), also scored at temperature 0.8
+run binarized-mnist-sr4-pixelcnn --task superres --scale 4 --data binarized-mnist --data-dir "$DATA" --model pixelcnn \
+    -o channels=64 -o num_blocks=8 --time 6000 --regression-time 1500 --regression-channels 48 --regression-blocks 3 \
+    --eval-every 1000 --eval-images 1000 --temperature 0.8
+# 1b. the same task with a Gated PixelCNN (no blind spot), 70 min, beside the same L2 CNN (its checkpoint copied)
+mkdir -p benchmarks/runs/conditional-binarized-mnist-sr4-gated-pixelcnn
+[ "$i" -lt "$FROM" ] || cp benchmarks/runs/conditional-binarized-mnist-sr4-pixelcnn/regression.safetensors \
+    benchmarks/runs/conditional-binarized-mnist-sr4-gated-pixelcnn/
+run binarized-mnist-sr4-gated-pixelcnn --task superres --scale 4 --data binarized-mnist --data-dir "$DATA" \
+    --model gated-pixelcnn -o channels=32 -o num_layers=7 --time 4200 --regression-time 1500 --regression-channels 48 \
+    --regression-blocks 3 --eval-every 1000 --eval-images 1000 --temperature 0.8
 # 4. MNIST 14x14 -> 28x28 (binarized)
 run binarized-mnist-sr2-pixelcnn --task superres --scale 2 --data binarized-mnist --data-dir "$DATA" --model pixelcnn \
     -o channels=64 -o num_blocks=8 --time 900 --regression-time 180 --regression-channels 48 --regression-blocks 3 \
