@@ -152,7 +152,8 @@ def main() -> None:
             baselines.load_regression(run_dir / "regression.safetensors"),
         )
         index = conditional.evaluation_subset(len(data.test), args.eval_images)
-        print(make_figure(model, regression, data, index, args.figure_rows, args.samples, name))
+        for t in (1.0, *args.temperature):
+            print(make_figure(model, regression, data, index, args.figure_rows, args.samples, name, t))
         return
     result = train(model, data, run_dir, config)
     if result["status"] == "interrupted":  # a signal stopped training: saved; score nothing, resume later

@@ -323,8 +323,8 @@ def task_figure(
         columns.append(("L2 CNN", regression.predict(y)))
     if drawn is None:
         drawn = draw_samples(model, y, samples, seed, temperature=temperature)
-    tag = "" if temperature == 1.0 else f" T={temperature:g}"
-    columns += [(f"sample {k + 1}{tag}", intensity(s, levels)) for k, s in enumerate(drawn[:samples])]
+    title = "sample {}" if temperature == 1.0 else f"s{{}}, T={temperature:g}"  # as short: columns are narrow
+    columns += [(title.format(k + 1), intensity(s, levels)) for k, s in enumerate(drawn[:samples])]
     if truth is not None:
         columns.append(("truth", intensity(truth, levels)))
     return comparison_figure(columns, path, row_titles)
