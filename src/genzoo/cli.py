@@ -321,7 +321,7 @@ def sample_task(args, model, data: str) -> int:
     """``genzoo sample RUN --from low.png | --index I``: input | bicubic | L2 CNN | samples | truth."""
     from genzoo.data.pairs import load_task_dataset
     from genzoo.tasks.conditional import sample_figure
-    from genzoo.workflow import task_baseline
+    from genzoo.workflow import run_data_root, task_baseline
 
     regression = task_baseline(args.run) if Path(args.run).is_dir() else None
     samples = 4 if args.n == 64 else min(args.n, 16)  # -n: samples per condition here (default 4)
@@ -330,8 +330,7 @@ def sample_task(args, model, data: str) -> int:
                              regression=regression, temperature=args.temperature)  # fmt: skip
         what = f"{samples} samples given {args.condition}"
     else:
-        root = args.data_dir or (model.checkpoint_info.get("data") or {}).get("data_dir")
-        dataset = load_task_dataset(data, root)
+        dataset = load_task_dataset(data, run_data_root(model, args.data_dir))
         bad = [i for i in args.index or [] if not 0 <= i < len(dataset.test)]
         if bad:
             raise UsageError(f"--index {bad[0]} is out of range: the test split has {len(dataset.test)} images")

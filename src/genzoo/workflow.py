@@ -61,6 +61,11 @@ def check_run_dir(run_dir: Path, model) -> None:
             )
 
 
+def run_data_root(model, data_dir=None):
+    """The data root to read a run's dataset from: ``data_dir`` when given, else the one it was trained with."""
+    return data_dir if data_dir is not None else ((model.checkpoint_info or {}).get("data") or {}).get("data_dir")
+
+
 def model_run_data(
     run_dir: str | os.PathLike, data_dir: str | None = None, weights: str = "auto", data_name: str | None = None
 ):
@@ -74,8 +79,7 @@ def model_run_data(
     data = (model.checkpoint_info or {}).get("data") or {}
     if "name" not in data and data_name is None:
         raise CheckpointError(f"{run_dir} does not record its dataset; cannot evaluate it (give --data)")
-    root = data_dir if data_dir is not None else data.get("data_dir")
-    dataset = load_task_dataset(data_name or data["name"], root)
+    dataset = load_task_dataset(data_name or data["name"], run_data_root(model, data_dir))
     if tuple(dataset.image_shape) != model.image_shape or dataset.levels != model.levels:
         raise (UsageError if data_name else CheckpointError)(
             f"the model in {run_dir} expects images {model.image_shape} with {model.levels} "
@@ -135,6 +139,7 @@ def evaluate_run(
         model, dataset = model_run_data(run_dir, data_dir, weights, data_name)
     if temperatures and not isinstance(dataset, ConditionalImageDataset):
         raise UsageError("--temperature applies to super-resolution and colorization runs")
+    root = run_data_root(model, data_dir)
     model.to(select_device(device))
     model.prepare_for_evaluation(progress=progress)
     scored = first_images(dataset.split(split), max_images)
@@ -148,7 +153,6 @@ def evaluate_run(
     )
     result.update(partial_note(dataset.split(split), scored))
     if isinstance(dataset, ConditionalImageDataset) and split == "test":
-        root = data_dir if data_dir is not None else (model.checkpoint_info.get("data") or {}).get("data_dir")
         result["task"] = score_task(model, dataset, task_baseline(run_dir), root, n_images=max_images or 1000,
                                     temperatures=temperatures)  # fmt: skip
     flagged = untrusted(result, model)
@@ -157,7 +161,6 @@ def evaluate_run(
     if sample_count is None:
         sample_count = len(dataset.split(split)) if result["kind"] == "samples-only" else 0
     if sample_count:
-        root = data_dir if data_dir is not None else (model.checkpoint_info.get("data") or {}).get("data_dir")
         result["sample_metrics"] = evaluate_samples(model, dataset, sample_count, data_dir=root, split=split)
     return {"split": split, "dataset": dataset.name, "weights": model.checkpoint_info["weights"], **result}
 

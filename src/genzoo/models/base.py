@@ -54,7 +54,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from genzoo.nn.distributions import check_temperature, discrete_log_prob, discrete_sample, tempered
+from genzoo.nn.distributions import discrete_log_prob, discrete_sample, tempered
 
 LIKELIHOODS = ("exact", "bound", "partition", "reconstruction", "none")
 _CHECK_VALUES = [True]  # check_images checks the value range (two reductions and a host sync per batch)
@@ -365,7 +365,6 @@ class AutoregressiveModel(ExplicitDensityModel):
         subpixel from its conditional raised to 1/T and renormalized (T < 1: sharper, less diverse): the
         images then follow a tempered distribution, not the model's (``genzoo.nn.distributions.tempered``).
         """
-        temperature = check_temperature(temperature)
         y = self.check_labels(y, n)
         if x is None:
             x = torch.zeros((n, *self.image_shape), dtype=torch.long, device=self.device)
