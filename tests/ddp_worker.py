@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -191,11 +190,10 @@ def main(argv=None) -> int:
         owned = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
         if owned:  # one process group for all the runs (train() leaves a group it did not create alone)
             dist.init_process_group("gloo")
-        try:
-            gan_runs(args.run_dir, args.gan.split(","), args.steps, args.resume_at)
-        finally:
-            if owned:
-                dist.destroy_process_group()
+        gan_runs(args.run_dir, args.gan.split(","), args.steps, args.resume_at)
+        if owned:  # every rank done talking before the group goes (else gloo may abort a peer)
+            dist.barrier()
+            dist.destroy_process_group()
         return 0
     config = TrainConfig(
         batch_size=args.batch_size,
@@ -214,4 +212,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from genzoo.distributed import exit_process
+
+    exit_process(main())

@@ -25,6 +25,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from genzoo.errors import SIGNAL_EXIT_CODES, GenzooError, TrainingError, UsageError
 
@@ -805,5 +806,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def console_main() -> NoReturn:
+    """The ``genzoo`` command: ``main``'s exit code (see ``genzoo.distributed.exit_process`` under torchrun)."""
+    code = main()
+    if "torch" not in sys.modules:  # nothing distributed ran (e.g. --help): keep the quick exit
+        sys.exit(code)
+    from genzoo.distributed import exit_process
+
+    exit_process(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -14,11 +14,13 @@ the ranks (one all-reduce of the flattened gradients per dtype) just before its 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -127,11 +129,32 @@ class Distributed:
         dist.all_gather(out, tensor.contiguous(), group=self.control)
         return out
 
-    def close(self) -> None:
-        """Destroy the process group if this object created it."""
+    def close(self, synchronize: bool = True) -> None:
+        """Destroy the process group if this object created it.
+
+        ``synchronize``: first wait for every rank (a rank that tears gloo down while a peer still talks to
+        it aborts the peer); False on the way out of an error, when the peers may never arrive."""
         if self.owns_group and dist.is_initialized():
+            if synchronize:
+                dist.barrier()
             dist.destroy_process_group()
             self.owns_group = False
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the process with ``code``; a process started by torchrun skips the interpreter's finalization.
+
+    After a run whose model DDP wrapped, the gloo process group outlives ``destroy_process_group`` (held
+    from C++), and its threads, torn down during finalization, now and then abort the finished process
+    (SIGABRT, "terminate called without an active exception"): torchrun then reports a run that completed
+    and saved everything as failed. Everything of ours is written and closed by then, so a launched
+    process flushes its streams and leaves at once."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
 
 
 # Per-process random state, as tensors (the checkpoint never pickles).

@@ -95,16 +95,18 @@ def train(
     check_levels(dataset)
     device = select_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
     with run_lock(run_dir, enabled=int(os.environ.get("RANK", "0")) == 0):
-        ctx, run = Distributed.from_env(device), None
+        ctx, run, failed = Distributed.from_env(device), None, True
         try:
             run = Run(model, dataset, Path(run_dir), config, ctx, device, data_info)
             run.setup(resume, overrides)
             with checked_inputs():  # the images were checked once above: no range check (sync) per batch
-                return run.run()
+                result = run.run()
+            failed = False
+            return result
         finally:
             if run is not None:
                 run.loss_module = None  # the DDP wrapper holds the process group: free it before the group
-            ctx.close()
+            ctx.close(synchronize=not failed)
 
 
 def check_levels(dataset: ImageDataset) -> None:
