@@ -226,6 +226,35 @@ def test_loss_only_models_and_restart(tmp_path):
     assert result["step"] == 3 and [r["step"] for r in log_records(tmp_path)] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_gradient_clipping_is_clip_grad_norm(tmp_path, optimizer):
+    """The trainer clips inside the fused Adam step (its grad_scale) and by clip_grad_norm_ otherwise:
+    both give the weights of clip_grad_norm_ followed by the unfused optimizer, and log the unclipped norm."""
+    data, clip, steps = tiny_dataset(), 0.05, 4
+    momentum = 0.9 if optimizer == "sgd" else 0.0
+    cfg = config(lr=0.01, optimizer=optimizer, grad_clip=clip, max_steps=steps, weight_decay=0.1, momentum=momentum)
+    model = tiny_model()
+    train(model, data, tmp_path, cfg)
+    reference = tiny_model()
+    options = {"sgd": dict(momentum=0.9), "adam": {}, "adamw": {}}[optimizer]
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer]
+    opt = cls(reference.parameters(), lr=0.01, weight_decay=0.1, **options)
+    from genzoo.train_batches import epoch_order, rank_batch
+
+    order, norms = epoch_order(len(data.train), cfg.seed, 0), []
+    torch.manual_seed(cfg.seed)
+    for step in range(steps):
+        batch = rank_batch(data.train, order, step, step, cfg.batch_size, cfg.seed, 0, 1)
+        opt.zero_grad()
+        reference.loss(batch.x).backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(reference.parameters(), clip)))
+        opt.step()
+    assert min(norms) > clip  # every step was clipped
+    for got, want in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert [r["grad_norm"] for r in log_records(tmp_path)] == pytest.approx(norms, rel=1e-5)
+
+
 def test_ddp_matches_one_process(tmp_path):
     import torch.distributed as dist
 

@@ -104,10 +104,13 @@ class RunSetup:
         def hook(optimizer, args, kwargs):
             if average:
                 self.ctx.average_gradients_(params)
-            if clip is None:  # the norm only (logged): no pass over the gradients to scale them by 1
-                grads = [p.grad for p in params if p.grad is not None]
-                self.grad_norms[name] = nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-            else:
+            if clip is not None and not optimizer.defaults.get("fused"):
                 self.grad_norms[name] = nn.utils.clip_grad_norm_(params, clip)
+                return
+            grads = [p.grad for p in params if p.grad is not None]
+            norm = nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+            self.grad_norms[name] = norm
+            if clip is not None:  # clip_grad_norm_'s factor, applied by the fused step as it reads each gradient
+                optimizer.grad_scale = (norm + 1e-6).div(clip).clamp_(min=1.0)  # (no pass over them here)
 
         return hook
