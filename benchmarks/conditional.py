@@ -103,6 +103,15 @@ def main() -> None:
     p.add_argument("--regression-blocks", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--schedule", default="constant", choices=["constant", "cosine", "exponential"])
+    p.add_argument("--decay-steps", type=int, default=None, help="cosine: the step where the lr reaches 0")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="resume although the training option KEY (e.g. schedule) differs from the checkpoint's (logged)",
+    )
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--eval-max-images", type=int, default=1000)
     p.add_argument("--eval-images", type=int, default=1000, help="conditions scored by the sample metrics")
@@ -139,6 +148,8 @@ def main() -> None:
     config = TrainConfig(
         batch_size=args.batch_size,
         lr=args.lr,
+        schedule=args.schedule,
+        decay_steps=args.decay_steps,
         max_time=args.time,
         eval_every=args.eval_every,
         checkpoint_every=args.eval_every,
@@ -155,7 +166,7 @@ def main() -> None:
         for t in (1.0, *args.temperature):
             print(make_figure(model, regression, data, index, args.figure_rows, args.samples, name, t))
         return
-    result = train(model, data, run_dir, config)
+    result = train(model, data, run_dir, config, overrides=tuple(key.replace("-", "_") for key in args.override))
     if result["status"] == "interrupted":  # a signal stopped training: saved; score nothing, resume later
         from genzoo.errors import SIGNAL_EXIT_CODES
 

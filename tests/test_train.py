@@ -226,10 +226,22 @@ def test_loss_only_models_and_restart(tmp_path):
     assert result["step"] == 3 and [r["step"] for r in log_records(tmp_path)] == [1, 2, 3]
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
-def test_gradient_clipping_is_clip_grad_norm(tmp_path, optimizer):
-    """The trainer clips inside the fused Adam step (its grad_scale) and by clip_grad_norm_ otherwise:
-    both give the weights of clip_grad_norm_ followed by the unfused optimizer, and log the unclipped norm."""
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "unfused adam"])
+def test_gradient_clipping_is_clip_grad_norm(tmp_path, optimizer, monkeypatch):
+    """The trainer clips inside the fused Adam step (its grad_scale) and by clip_grad_norm_ otherwise (SGD;
+    an Adam whose restored param_groups say unfused, as in checkpoints written before the fused step):
+    each gives the weights of clip_grad_norm_ followed by the unfused optimizer, and logs the unclipped norm."""
+    if optimizer == "unfused adam":
+        import genzoo.train_setup
+
+        def restored_unfused(params, cfg):  # built fused; the loaded state's param_groups say otherwise
+            made = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+            made.load_state_dict({**made.state_dict(), "param_groups": [
+                {**group, "fused": None} for group in made.state_dict()["param_groups"]]})  # fmt: skip
+            return made
+
+        monkeypatch.setattr(genzoo.train_setup, "make_optimizer", restored_unfused)
+        optimizer = "adam"
     data, clip, steps = tiny_dataset(), 0.05, 4
     momentum = 0.9 if optimizer == "sgd" else 0.0
     cfg = config(lr=0.01, optimizer=optimizer, grad_clip=clip, max_steps=steps, weight_decay=0.1, momentum=momentum)

@@ -104,13 +104,14 @@ class RunSetup:
         def hook(optimizer, args, kwargs):
             if average:
                 self.ctx.average_gradients_(params)
-            if clip is not None and not optimizer.defaults.get("fused"):
+            if clip is not None and not all(group.get("fused") for group in optimizer.param_groups):
                 self.grad_norms[name] = nn.utils.clip_grad_norm_(params, clip)
                 return
             grads = [p.grad for p in params if p.grad is not None]
             norm = nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
             self.grad_norms[name] = norm
             if clip is not None:  # clip_grad_norm_'s factor, applied by the fused step as it reads each gradient
+                # (param_groups, not defaults, say whether the step is fused: a restored state sets them)
                 optimizer.grad_scale = (norm + 1e-6).div(clip).clamp_(min=1.0)  # (no pass over them here)
 
         return hook
