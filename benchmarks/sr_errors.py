@@ -29,11 +29,6 @@ sys.path.insert(0, str(HERE))
 from train_nll import command_line, device_name, record_result  # noqa: E402
 
 
-def predicted_digits(classifier, pictures: torch.Tensor) -> torch.Tensor:
-    """The classifier's digit for each picture (intensities in [0, 1], (N, C, H, W))."""
-    return classifier.embed((pictures * (classifier.levels - 1)).float())[1]
-
-
 def rate(mask: torch.Tensor) -> float | None:
     return float(mask.double().mean()) if mask.numel() else None
 
@@ -74,8 +69,9 @@ def main() -> None:
     pictures = conditional.intensity(drawn, data.levels)  # (K, N, C, H, W)
     with torch.no_grad():
         mean_image = regression.predict(y)  # the L2 CNN's estimate of E[x | y], intensities
-        read = torch.stack([predicted_digits(classifier, s) for s in pictures])  # (K, N)
-        read_truth, read_l2 = predicted_digits(classifier, truth), predicted_digits(classifier, mean_image)
+        read = torch.stack([conditional.classifier_digits(classifier, s) for s in pictures])  # (K, N)
+        read_truth = conditional.classifier_digits(classifier, truth)
+        read_l2 = conditional.classifier_digits(classifier, mean_image)
     correct = read == digit
     votes = torch.nn.functional.one_hot(read, 10).sum(0)  # (N, 10)
     majority = votes.argmax(1)  # ties: the smaller digit

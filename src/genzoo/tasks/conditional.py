@@ -142,10 +142,14 @@ def colourfulness(images: torch.Tensor) -> float:
     return float((sigma + 0.3 * mu).mean())
 
 
+def classifier_digits(net, images: torch.Tensor) -> torch.Tensor:
+    """The classes a ``FeatureNet`` classifier reads in intensities (N, C, H, W) (given in its own level units)."""
+    return net.embed((images * (net.levels - 1)).float())[1]
+
+
 def classifier_accuracy(net, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Accuracy of a ``FeatureNet`` classifier on intensities (N, C, H, W) (given in its own level units)."""
-    predicted = net.embed((images * (net.levels - 1)).float())[1]
-    return float((predicted == torch.as_tensor(labels)).double().mean())
+    """Accuracy of a ``FeatureNet`` classifier on intensities (N, C, H, W) (``classifier_digits``)."""
+    return float((classifier_digits(net, images) == torch.as_tensor(labels)).double().mean())
 
 
 def score(
