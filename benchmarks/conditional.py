@@ -85,6 +85,34 @@ def summarize() -> str:
     return "\n".join(out)
 
 
+def warm_start(model, run_dir: Path, init_from: str | None, regression) -> dict | None:
+    """Starting weights of a fresh run (none when ``run_dir`` holds a checkpoint: the run resumes from it).
+
+    ``init_from``: every tensor of that run's best weights whose name and shape match the model's; the
+    rest keep their initialization (e.g. new zero projections of a wider conditioning network).
+    ``regression``: a trained L2 CNN whose body (a ``ConditionNet``) becomes the model's conditioning
+    network. Returns what was copied, for the record.
+    """
+    if (run_dir / "checkpoint.safetensors").exists() or (init_from is None and regression is None):
+        return None
+    import genzoo
+
+    state, copied, kept = model.state_dict(), [], []
+    if init_from is not None:
+        source = genzoo.load(init_from, weights="best").state_dict()
+        for key, value in state.items():
+            match = key in source and source[key].shape == value.shape
+            (copied if match else kept).append(key)
+            if match:
+                value.copy_(source[key])
+    if regression is not None:
+        model.condition_net.load_state_dict(regression.body.state_dict())
+        copied = sorted(set(copied) | {f"condition_net.{k}" for k in regression.body.state_dict()})
+        kept = [k for k in kept if not k.startswith("condition_net.")]
+    return {"init_from": init_from, "condition_from_regression": regression is not None, "copied": len(copied),
+            "kept": kept}  # fmt: skip
+
+
 def main() -> None:
     if "--summarize" in sys.argv:
         print(summarize())
@@ -111,6 +139,17 @@ def main() -> None:
         default=[],
         metavar="KEY",
         help="resume although the training option KEY (e.g. schedule) differs from the checkpoint's (logged)",
+    )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="RUN",
+        help="a fresh run starts from the best weights of run RUN (a directory) wherever names and shapes agree",
+    )
+    p.add_argument(
+        "--condition-from-regression",
+        action="store_true",
+        help="train the L2 CNN first; a fresh run's conditioning network starts from its trained body",
     )
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--eval-max-images", type=int, default=1000)
@@ -166,6 +205,19 @@ def main() -> None:
         for t in (1.0, *args.temperature):
             print(make_figure(model, regression, data, index, args.figure_rows, args.samples, name, t))
         return
+    channels = args.regression_channels or options.get("condition_channels", 32)
+    blocks = args.regression_blocks if args.regression_blocks is not None else options.get("condition_blocks", 2)
+    regression = baselines.RegressionCNN(
+        data.image_shape, data.levels, data.condition_shape, data.condition_levels, channels, blocks
+    )
+
+    def fit_l2_cnn() -> dict:
+        return baselines.fit_regression(
+            regression, data, run_dir / "regression.safetensors", max_time=args.regression_time, batch_size=64
+        )
+
+    regression_fit = fit_l2_cnn() if args.condition_from_regression else None
+    initialized = warm_start(model, run_dir, args.init_from, regression if args.condition_from_regression else None)
     result = train(model, data, run_dir, config, overrides=tuple(key.replace("-", "_") for key in args.override))
     if result["status"] == "interrupted":  # a signal stopped training: saved; score nothing, resume later
         from genzoo.errors import SIGNAL_EXIT_CODES
@@ -175,14 +227,7 @@ def main() -> None:
     model = genzoo.load(run_dir, weights="auto")
     model_params = sum(p.numel() for p in model.parameters())
 
-    channels = args.regression_channels or options.get("condition_channels", 32)
-    blocks = args.regression_blocks if args.regression_blocks is not None else options.get("condition_blocks", 2)
-    regression = baselines.RegressionCNN(
-        data.image_shape, data.levels, data.condition_shape, data.condition_levels, channels, blocks
-    )
-    regression_fit = baselines.fit_regression(
-        regression, data, run_dir / "regression.safetensors", max_time=args.regression_time, batch_size=64
-    )
+    regression_fit = regression_fit or fit_l2_cnn()
 
     classifier, labels = conditional.digit_classifier(data, args.data_dir)
     t0 = time.perf_counter()
@@ -221,6 +266,7 @@ def main() -> None:
         "params": model_params,
         "regression_params": baselines.num_parameters(regression),
         "regression": regression_fit,
+        "initialized": initialized,
         "steps": result["step"],
         "epochs": result["epoch"],
         "train_seconds": result["elapsed"],

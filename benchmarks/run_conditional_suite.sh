@@ -2,14 +2,16 @@
 # Super-resolution and colorization (benchmarks/conditional.py): image-conditioned autoregressive models
 # beside nearest/bicubic/gray and the L2 CNN, one CPU thread, one run at a time, fixed wall-time budgets.
 # Logs in benchmarks/logs/conditional-*.log, results in results.jsonl, pictures in benchmarks/conditional/.
-# FROM=k skips the first k-1 runs (e.g. after an interruption; a repeated run resumes its checkpoint).
+# FROM=k skips the first k-1 runs (e.g. after an interruption; a repeated run resumes its checkpoint);
+# TO=k stops after run k.
 set -u
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
 FROM=${FROM:-1}
+TO=${TO:-999}
 B="python benchmarks/conditional.py --threads 1"
 i=0
-run() { i=$((i + 1)); name=$1; shift; [ "$i" -lt "$FROM" ] && return; $B --name "$name" "$@" >> "benchmarks/logs/conditional-$name.log" 2>&1; }
+run() { i=$((i + 1)); name=$1; shift; { [ "$i" -lt "$FROM" ] || [ "$i" -gt "$TO" ]; } && return; $B --name "$name" "$@" >> "benchmarks/logs/conditional-$name.log" 2>&1; }
 # 1. MNIST 7x7 -> 28x28 (binarized; the condition is the count of ones per 4x4 block, 17 levels)
 run binarized-mnist-sr4-pixelcnn --task superres --scale 4 --data binarized-mnist --data-dir "$DATA" --model pixelcnn \
     -o channels=64 -o num_blocks=8 --time 1500 --regression-time 300 --regression-channels 48 --regression-blocks 3 \
@@ -64,3 +66,16 @@ run binarized-mnist-sr4-pixelcnn --task superres --scale 4 --data binarized-mnis
     -o channels=64 -o num_blocks=8 --time 11400 --regression-time 2850 --regression-channels 48 --regression-blocks 3 \
     --eval-every 1000 --eval-images 1000 --temperature 0.8 --temperature 0.6 \
     --schedule cosine --decay-steps 29500 --override schedule --override decay_steps
+# 15. the same task, a conditioning network that must predict the image itself (Dahl et al. 2017's auxiliary
+# term, condition_loss=1) and as wide as the L2 CNN (48 ch x 3 blocks); a fresh run warm-started: the
+# PixelCNN's weights from run 1 (190 min), the conditioning network from the L2 CNN's trained body (run 1's
+# 47.5-min L2 CNN, copied and not trained further); 85 min more, lr 5e-4 annealed to 0 (cosine)
+mkdir -p benchmarks/runs/conditional-binarized-mnist-sr4-pixelcnn-aux
+[ $((i + 1)) -lt "$FROM" ] || [ $((i + 1)) -gt "$TO" ] || cp -n \
+    benchmarks/runs/conditional-binarized-mnist-sr4-pixelcnn/regression.safetensors \
+    benchmarks/runs/conditional-binarized-mnist-sr4-pixelcnn-aux/
+run binarized-mnist-sr4-pixelcnn-aux --task superres --scale 4 --data binarized-mnist --data-dir "$DATA" --model pixelcnn \
+    -o channels=64 -o num_blocks=8 -o condition_channels=48 -o condition_blocks=3 -o condition_loss=1.0 \
+    --init-from benchmarks/runs/conditional-binarized-mnist-sr4-pixelcnn --condition-from-regression \
+    --time 5100 --regression-time 2850 --regression-channels 48 --regression-blocks 3 --lr 5e-4 \
+    --schedule cosine --decay-steps 15000 --eval-every 1000 --eval-images 1000 --temperature 0.8

@@ -10,7 +10,9 @@ majority vote of the samples of a condition, on "any" and "all" of them; the L2 
 accuracy; the samples' accuracy split by whether the L2 CNN and the truth are read correctly; how often a
 sample is read as the L2 CNN's digit; and a labelled picture of the conditions whose samples are most
 often wrong (input | L2 CNN | samples | truth; each row titled "true digit: the L2 CNN's as read | the
-samples' as read"). One JSON line,
+samples' as read"). Also the model's own log p(sample | y) of right and wrong samples, and the accuracy of
+the most likely of a condition's samples (a choice the model makes without the classifier or the truth:
+does it prefer its right drawings?). One JSON line,
 appended to benchmarks/results.jsonl unless ``--no-save``.
 """
 
@@ -72,6 +74,9 @@ def main() -> None:
         read = torch.stack([conditional.classifier_digits(classifier, s) for s in pictures])  # (K, N)
         read_truth = conditional.classifier_digits(classifier, truth)
         read_l2 = conditional.classifier_digits(classifier, mean_image)
+        log_p = torch.stack(
+            [torch.cat([model.log_prob(s[i : i + 250], y[i : i + 250]) for i in range(0, len(y), 250)]) for s in drawn]
+        ).double()  # (K, N) nats
     correct = read == digit
     votes = torch.nn.functional.one_hot(read, 10).sum(0)  # (N, 10)
     majority = votes.argmax(1)  # ties: the smaller digit
@@ -89,6 +94,9 @@ def main() -> None:
         "accuracy_majority_vote": rate(majority == digit),
         "accuracy_any_sample": rate(correct.any(0)),
         "accuracy_all_samples": rate(correct.all(0)),
+        "accuracy_most_likely_sample": rate(correct.gather(0, log_p.argmax(0, keepdim=True))),
+        "log_p_right_samples": float(log_p[correct].mean()) if correct.any() else None,
+        "log_p_wrong_samples": float(log_p[~correct].mean()) if (~correct).any() else None,
         "accuracy_l2_cnn": rate(l2_ok),
         "accuracy_truth": rate(truth_ok),
         "per_sample_where_truth_read_right": rate(correct[:, truth_ok]),
@@ -119,7 +127,7 @@ def main() -> None:
         command=command_line(),
     )
     for key, value in record.items():
-        if key.startswith(("accuracy", "per_sample", "conditions", "sample_", "mean_")):
+        if key.startswith(("accuracy", "per_sample", "conditions", "sample_", "mean_", "log_p")):
             print(f"{key:36s} {value}", file=sys.stderr)
     record_result(record, save=not args.no_save)
 

@@ -13,6 +13,7 @@ from tiny_models import all_images, naive_and_cached_samples
 TINY_CONDITIONAL = [
     ("pixelcnn", (1, 2, 4), 2, {"channels": 8, "num_blocks": 1}, [1, 1, 2], 5),
     ("pixelcnn", (3, 1, 2), 3, {"channels": 12, "num_blocks": 1}, [1, 1, 2], 3),
+    ("pixelcnn", (3, 1, 2), 3, {"channels": 12, "num_blocks": 1, "condition_loss": 1.0}, [1, 1, 2], 3),
     ("gated-pixelcnn", (1, 2, 4), 2, {"channels": 8, "num_layers": 2, "kernel_size": 3}, [1, 1, 2], 5),
     ("gated-pixelcnn", (3, 1, 2), 3, {"channels": 6, "num_layers": 2, "kernel_size": 3}, [1, 1, 2], 3),
     ("pixelcnn++", (1, 2, 4), 2, {"channels": 8, "num_resnet": 1, "num_resolutions": 2}, [1, 1, 2], 5),
@@ -159,6 +160,30 @@ def test_bad_condition_options_are_clear_errors():
         genzoo.create("pixelcnn", (1, 4, 4), 2, channels=8, condition_shape=[1, 3, 3], condition_levels=2)
     with pytest.raises(ValueError, match="not both"):
         genzoo.create("gated-pixelcnn", (1, 4, 4), 2, num_classes=3, condition_shape=[1, 2, 2], condition_levels=2)
+    with pytest.raises(ValueError, match="condition_loss"):
+        genzoo.create("pixelcnn", (1, 4, 4), 2, channels=8, num_blocks=1, condition_loss=1.0)
+
+
+@pytest.mark.parametrize("levels", [2, 3])
+def test_condition_loss_adds_the_conditioning_networks_own_prediction(levels):
+    """Dahl et al.'s auxiliary term: training objective = -log p(x | y) + w * the head's independent NLL;
+    the head changes neither log p(x | y) nor any sample."""
+    from genzoo.nn.distributions import discrete_log_prob
+
+    model = build("pixelcnn", (1, 2, 4), levels, {"channels": 8, "num_blocks": 1, "condition_loss": 0.5}, [1, 1, 2], 5)
+    x = torch.randint(0, levels, (6, 1, 2, 4), generator=torch.Generator().manual_seed(1))
+    y = conditions([1, 1, 2], 5, 6)
+    head = model.parameter_layout(model.condition_head(model.condition_features(y)))
+    expected = model.loss(x, y) - 0.5 * discrete_log_prob(head, x, levels).flatten(1).sum(1).mean()
+    objective = model.training_loss(x, y, 0)
+    assert torch.allclose(objective, expected, atol=1e-5)
+    objective.backward()
+    assert model.condition_head.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        before = model.log_prob(x, y), model.sample(4, y[:4], generator=torch.Generator().manual_seed(0))
+        model.condition_head.weight.add_(1.0)
+        after = model.log_prob(x, y), model.sample(4, y[:4], generator=torch.Generator().manual_seed(0))
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
 
 
 @pytest.mark.parametrize("name,shape,levels,options,cshape,clevels", CASES[::2])

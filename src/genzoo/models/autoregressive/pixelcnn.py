@@ -23,11 +23,17 @@ colorization, ``genzoo.nn.conditioning``): a conditioning network reads ``y`` an
 projection of its features is added to the residual stream before every block and after the last
 (the ``condition`` of ``features``), so every layer is biased by the condition; the maps depend on no
 pixel of ``x``, so the outputs stay causal and p(x | y) is exactly normalized for every ``y``.
+``condition_loss=w > 0`` adds the auxiliary term of the pixel-recursive super-resolution model [2]
+(section 4: without it "the model tends to ignore the conditioning network") to the training
+objective: a 1x1 head on the conditioning features predicts every subpixel independently from ``y``
+alone, and its negative log-likelihood, times w, is added to the loss. The head serves training only:
+log p(x | y), sampling and evaluation never use it.
 
 Defaults: 1 + 12 + 2 = 15 masked layers as in [1] ("fifteen layers"), and a width that is a multiple
 of 2*3 so that the same defaults work for RGB. [1] reports 81.30 nats on binarized MNIST.
 
 [1] A. van den Oord, N. Kalchbrenner, K. Kavukcuoglu. Pixel Recurrent Neural Networks. ICML 2016.
+[2] R. Dahl, M. Norouzi, J. Shlens. Pixel Recursive Super Resolution. ICCV 2017.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from torch import nn
 from genzoo.models.autoregressive import pixelcnn_sampling
 from genzoo.models.base import AutoregressiveModel
 from genzoo.nn.conditioning import ImageConditioned, zero_projection
-from genzoo.nn.distributions import num_params, symmetric_inputs
+from genzoo.nn.distributions import discrete_log_prob, num_params, symmetric_inputs
 from genzoo.nn.masked_conv import MaskedConv2d
 
 
@@ -73,7 +79,8 @@ class PixelCNN(ImageConditioned, AutoregressiveModel):
     dropout: inside each residual branch, before its last 1x1 convolution (training only).
     condition_shape, condition_levels: the condition image y (C', h, w) with L' levels, h and w dividing
         H and W; None: unconditioned. condition_channels / condition_blocks: width and residual blocks
-        of the conditioning network (``genzoo.nn.conditioning.ConditionNet``).
+        of the conditioning network (``genzoo.nn.conditioning.ConditionNet``). condition_loss: weight of
+        the conditioning network's own per-subpixel prediction in the training objective (0: none).
     """
 
     def __init__(
@@ -90,6 +97,7 @@ class PixelCNN(ImageConditioned, AutoregressiveModel):
         condition_levels: int | None = None,
         condition_channels: int = 32,
         condition_blocks: int = 2,
+        condition_loss: float = 0.0,
     ):
         super().__init__(image_shape, levels)
         c = self.image_shape[0]
@@ -123,6 +131,11 @@ class PixelCNN(ImageConditioned, AutoregressiveModel):
             self.condition_maps = nn.ModuleList(
                 zero_projection(condition_channels, channels) for _ in range(num_blocks + 1)
             )
+        if condition_loss < 0 or (condition_loss > 0 and self.condition_net is None):
+            raise ValueError(f"condition_loss must be >= 0 and needs an image condition, got {condition_loss}")
+        self.condition_loss = float(condition_loss)
+        if self.condition_loss:
+            self.condition_head = nn.Conv2d(condition_channels, c * self.params_per_subpixel, 1)
 
     def features(self, u: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """The residual stream (N, channels, H, W) after the last block, from scaled float input ``u``.
@@ -143,14 +156,21 @@ class PixelCNN(ImageConditioned, AutoregressiveModel):
     def condition_terms(self, y: torch.Tensor | None) -> list[torch.Tensor] | None:
         """The num_blocks + 1 bias maps (N, channels, H, W) of validated condition images; None without."""
         features = self.condition_features(y)
-        return None if features is None else [project(features) for project in self.condition_maps]
+        return None if features is None else self.project_condition(features)
+
+    def project_condition(self, features: torch.Tensor) -> list[torch.Tensor]:
+        """The num_blocks + 1 bias maps of conditioning features (N, condition_channels, H, W)."""
+        return [project(features) for project in self.condition_maps]
 
     def network(self, u: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """Logits in the base layout from float input ``u`` (N, C, H, W) (the scaled image).
 
         Separate from ``forward`` so that tests can differentiate with respect to the input.
         """
-        logits = self.output(self.features(u, condition))
+        return self.parameter_layout(self.output(self.features(u, condition)))
+
+    def parameter_layout(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, C*K, H, W) output channels -> the base layout (N, C, H, W[, K])."""
         n, _, h, w = logits.shape
         # output channel c*K + k belongs to colour group c: (N, C, K, H, W) -> (N, C, H, W, K)
         logits = logits.reshape(n, self.image_shape[0], self.params_per_subpixel, h, w).permute(0, 1, 3, 4, 2)
@@ -158,6 +178,17 @@ class PixelCNN(ImageConditioned, AutoregressiveModel):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.network(symmetric_inputs(x, self.levels), self.condition_terms(y))
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor | None, step: int) -> torch.Tensor:
+        """``loss``, plus condition_loss times the head's NLL of x given y alone (module docstring)."""
+        if not self.condition_loss:
+            return self.loss(x, y)
+        self.check_images(x)
+        features = self.condition_features(self.check_labels(y, x.shape[0]))
+        params = self.network(symmetric_inputs(x, self.levels), self.project_condition(features))
+        head = self.parameter_layout(self.condition_head(features))
+        nll = -self.pixel_log_prob(params, x).flatten(1).sum(1).mean()
+        return nll - self.condition_loss * discrete_log_prob(head, x, self.levels).flatten(1).sum(1).mean()
 
     def sample_cached(self, x, known, y, generator):
         """Ancestral sampling at one position's cost per subpixel, from per-layer activation caches
