@@ -16,8 +16,11 @@ process:
   the im2col-equivalent product of its largest convolution), timed in the same process and dtype;
   ``fraction_of_matmul`` = gflops / matmul_gflops;
 - ``overhead_fraction`` = 1 - (images/s of ``genzoo.train.train``, as its result reports them) / (bare
-  loop images/s): default log and checkpoint intervals, the trainer's default clipping; one warm-up call,
-  then a resumed call of ``--seconds`` that is timed; validation only at the ends, outside the timing;
+  loop images/s): the same update as the bare loop (no gradient clipping), default log and checkpoint
+  intervals; one warm-up call, then resumed calls of ``--seconds`` in all that are timed; validation only
+  at the ends, outside the timing. ``clipping_fraction``: what the trainer's default clipping (a gradient
+  norm per step, applied inside the fused Adam step) costs on top, 1 - clipped / unclipped trainer rate;
+  ``overhead_fraction_clipped`` = 1 - clipped trainer rate / bare rate (the figure before 2026-12-01);
 - ``reference_ratio``: against the textbook form of the same computation: NADE's loss vs its
   per-dimension loop (``NADE.log_prob_loop``) as training steps on the same batch; other models with a
   cached sampler: cached vs naive sampling (the naive sampler timed on the first few subpixels and scaled
@@ -314,14 +317,14 @@ class TrainerLoop:
     """``genzoo.train.train`` in chunks: a warm-up call, then resumed calls of a given time each; the rate
     is the images/s that its results report ("images_per_sec", training only), weighted by their time."""
 
-    def __init__(self, model, dataset, batch_size: int):
+    def __init__(self, model, dataset, batch_size: int, grad_clip: float | None = None):
         from genzoo.train import TrainConfig
 
         self.model, self.dataset, self.items, self.wall = model, dataset, 0.0, 0.0
         self.cpu, self.calls, self.steps_run = 0.0, 0, 0  # process CPU time of the resumed calls, whole
         fields = {f.name for f in dataclasses.fields(TrainConfig)}  # the trainer's API may grow: only known fields
         options = {"batch_size": batch_size, "max_steps": 2, "device": "cpu", "progress": False, "seed": 0,
-                   "eval_every": 10**9, "eval_max_images": batch_size}  # fmt: skip
+                   "eval_every": 10**9, "eval_max_images": batch_size, "grad_clip": grad_clip}  # fmt: skip
         self.config = TrainConfig(**{k: v for k, v in options.items() if k in fields})
         self.directory = tempfile.TemporaryDirectory(prefix="throughput-")
         self.elapsed, self.steps = None, 0
@@ -484,7 +487,10 @@ def measure(name: str, args) -> dict:
             loops, seconds = loops + [textbook], seconds + [args.seconds / 2]
         if not (args.skip_trainer or args.fused_adam):  # the trainer has no fused Adam to compare with
             trainer = TrainerLoop(model, dataset, batch_size)
-            loops, seconds = loops + [trainer], seconds + [args.seconds]
+            from genzoo.train import TrainConfig
+
+            clipped = TrainerLoop(model, dataset, batch_size, grad_clip=TrainConfig().grad_clip)
+            loops, seconds = loops + [trainer, clipped], seconds + [args.seconds, args.seconds]
     matmul = MatmulLoop(shape, dtype) if shape is not None else None
     if matmul is not None:
         loops, seconds = loops + [matmul], seconds + [matmul_seconds]
@@ -505,7 +511,11 @@ def measure(name: str, args) -> dict:
             bare_cpu = bare.cpu / bare.timed_calls
             record["overhead_fraction_cpu"] = 1.0 - bare_cpu / trainer_cpu
             record["overhead_cpu_ms_per_step"] = 1e3 * (trainer_cpu - bare_cpu)
+        record["trainer_clipped_images_per_sec"] = clipped.rate
+        record["clipping_fraction"] = 1.0 - clipped.rate / trainer.rate
+        record["overhead_fraction_clipped"] = 1.0 - clipped.rate / ips
         trainer.close()
+        clipped.close()
     if textbook is not None:
         reference.update(reference="NADE.log_prob_loop training steps (the textbook per-dimension loop)",
                          reference_images_per_sec=textbook.rate, reference_ratio=ips / textbook.rate)  # fmt: skip

@@ -20,11 +20,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from genzoo.nn.activations import Tanh
+
 ARCHITECTURES = ("mlp", "conv")
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}  # of the "mlp" architecture
+ACTIVATIONS = {"tanh": Tanh, "relu": nn.ReLU, "elu": nn.ELU}  # of the "mlp" architecture
 
 
-def mlp(widths: Sequence[int], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+def mlp(widths: Sequence[int], activation: type[nn.Module] = Tanh) -> nn.Sequential:
     """Linear layers of the given widths with ``activation`` between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.nn.activations import tanh
+
 
 def channel_groups(channels: int, groups: int) -> torch.Tensor:
     """Group (image channel) of each of ``channels`` hidden channels: contiguous equal blocks."""
@@ -44,7 +46,7 @@ def channel_groups(channels: int, groups: int) -> torch.Tensor:
 def gate(pre: torch.Tensor) -> torch.Tensor:
     """tanh(a) * sigmoid(b) over the two halves of dimension 1 ([2], eq. 2)."""
     a, b = pre.chunk(2, dim=1)
-    return torch.tanh(a) * torch.sigmoid(b)
+    return tanh(a) * torch.sigmoid(b)
 
 
 def shift_down(v: torch.Tensor) -> torch.Tensor:

@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.nn.activations import tanh
 from genzoo.nn.masked_conv import MaskedConv2d, causal_mask
 
 
@@ -65,8 +66,8 @@ def lstm_cell(gates: torch.Tensor, c: torch.Tensor, groups: int, dim: int = 1) -
     """One LSTM update from pre-activations laid out ``[group][o, f, i, g][h / groups]`` along ``dim``."""
     dim = dim % gates.dim()
     o, f, i, g = (part.flatten(dim, dim + 1) for part in gates.unflatten(dim, (groups, 4, -1)).unbind(dim + 1))
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c), c
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * tanh(g)
+    return torch.sigmoid(o) * tanh(c), c
 
 
 def conv_at(conv: nn.Conv2d, patch: torch.Tensor) -> torch.Tensor:
