@@ -77,12 +77,24 @@ def summarize() -> str:
                 if "accuracy" in r["metrics"]["truth"]
                 else "."
             )
+            + warm_start_note(r.get("initialized"))
             + f"\n\n{format_table({'methods': r['metrics']})}\n\n![{name}]({r['figure']})\n\n"
             + "".join(f"![{name} at T={t}]({path})\n\n" for t, path in r.get("tempered_figures", {}).items())
             + ("" if not r.get("temperatures") else "(T: the sampling temperature, `--temperature`.)\n\n")
             + f"`{r['command']}` ({r['device']}, torch {r['torch']})\n"
         )
     return "\n".join(out)
+
+
+def warm_start_note(initialized: dict | None) -> str:
+    """A sentence on a warm-started run's starting weights (empty for a run from scratch)."""
+    if not initialized:
+        return ""
+    parts = [f"the weights of `{initialized['init_from']}`"] if initialized.get("init_from") else []
+    if initialized.get("condition_from_regression"):
+        parts.append("the conditioning network from the L2 CNN's trained body")
+    fresh = ", ".join(initialized.get("kept", [])) or "none"
+    return f" Warm start: {' and '.join(parts)} ({initialized['copied']} tensors; initialized afresh: {fresh})."
 
 
 def warm_start(model, run_dir: Path, init_from: str | None, regression) -> dict | None:

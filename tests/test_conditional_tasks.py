@@ -178,6 +178,29 @@ def test_l2_cnn_trains_resumes_and_loads(tmp_path):
     assert baselines.bicubic(y, 2, 17).shape == x.shape
 
 
+def test_l2_cnn_checkpoints_keep_their_head(tmp_path):
+    """A checkpoint written with the sigmoid head (before the linear one; its spec has no "output") resumes
+    and loads with that head; another configuration is a clear error, not silently mixed weights."""
+    from genzoo.checkpoint import load_tensors, save_tensors
+
+    data = superres_dataset(load_dataset("digits"), 2)
+    old = baselines.RegressionCNN(data.image_shape, data.levels, data.condition_shape, 17, 8, 1, output="sigmoid")
+    path = tmp_path / "l2.safetensors"
+    baselines.fit_regression(old, data, path, max_steps=5, eval_every=5)
+    tensors, meta = load_tensors(path)
+    del meta["spec"]["output"]
+    save_tensors(path, tensors, meta)
+    assert baselines.load_regression(path).output == "sigmoid"
+    resumed = baselines.RegressionCNN(data.image_shape, data.levels, data.condition_shape, 17, 8, 1)
+    baselines.fit_regression(resumed, data, path, max_steps=6, eval_every=5)
+    assert resumed.output == "sigmoid"
+    y = data.valid.batch(torch.arange(4))[1]
+    assert torch.equal(resumed.predict(y), baselines.load_regression(path).predict(y))
+    other = baselines.RegressionCNN(data.image_shape, data.levels, data.condition_shape, 17, 4, 1)
+    with pytest.raises(ValueError, match="another configuration"):
+        baselines.fit_regression(other, data, path, max_steps=7)
+
+
 def test_tiny_superres_run_through_the_trainer_evaluation_and_picture(tmp_path):
     from genzoo.train import TrainConfig, train
 

@@ -7,7 +7,9 @@ float intensities (N, C, H, W) in [0, 1] (level / (levels - 1)):
 - ``bicubic``: bicubic interpolation (``torch.nn.functional.interpolate``, align_corners=False), clipped;
 - ``gray``: colorization's "do nothing" baseline, the luminance copied into R, G and B;
 - ``RegressionCNN``: a deterministic CNN trained with the L2 loss, the conditioning network of the
-  generative models (``genzoo.nn.conditioning.ConditionNet``) with a 1x1 head. Its optimum is the
+  generative models (``genzoo.nn.conditioning.ConditionNet``) with a linear 1x1 head, its predictions
+  clipped to [0, 1] (a sigmoid head, as checkpoints written before 2026-12-01 have, can saturate for good:
+  on 8-bit MNIST one such run predicted black everywhere after its features grew to ~300). Its optimum is the
   posterior mean E[x | y]: for a multi-modal posterior a blurred average of the possible images, the
   "regression to the mean" that a sample from p(x | y) avoids (Dahl et al. 2017, section 1).
 
@@ -60,15 +62,27 @@ def to_levels(intensity: torch.Tensor, levels: int) -> torch.Tensor:
 
 
 class RegressionCNN(nn.Module):
-    """y -> E[x | y]: ``ConditionNet`` features, ReLU, 1x1 convolution to C channels, sigmoid (module docstring).
+    """y -> E[x | y]: ``ConditionNet`` features, ReLU, 1x1 convolution to C channels (module docstring).
 
-    ``spec`` holds the constructor arguments (saved with the weights by ``fit_regression``).
+    ``output``: "linear" (trained unclipped, ``predict`` clips to [0, 1]) or "sigmoid" (the head of
+    checkpoints written before 2026-12-01). ``spec`` holds the constructor arguments (saved with the
+    weights by ``fit_regression``).
     """
 
     def __init__(
-        self, image_shape, levels: int, condition_shape, condition_levels: int, channels: int = 32, blocks: int = 2
+        self,
+        image_shape,
+        levels: int,
+        condition_shape,
+        condition_levels: int,
+        channels: int = 32,
+        blocks: int = 2,
+        output: str = "linear",
     ):
         super().__init__()
+        if output not in ("linear", "sigmoid"):
+            raise ValueError(f"output must be 'linear' or 'sigmoid', got {output!r}")
+        self.output = output
         self.image_shape, self.levels = tuple(int(s) for s in image_shape), int(levels)
         self.condition_shape, self.condition_levels = tuple(int(s) for s in condition_shape), int(condition_levels)
         self.spec = {
@@ -78,13 +92,15 @@ class RegressionCNN(nn.Module):
             "condition_levels": self.condition_levels,
             "channels": channels,
             "blocks": blocks,
+            "output": output,
         }
         self.body = ConditionNet(self.condition_shape, condition_levels, self.image_shape[1:], channels, blocks)
         self.head = nn.Conv2d(channels, self.image_shape[0], 1)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        """Predicted intensities (N, C, H, W) in [0, 1]."""
-        return torch.sigmoid(self.head(F.relu(self.body(y))))
+        """Predicted intensities (N, C, H, W): in [0, 1] for a sigmoid head, unclipped for a linear one."""
+        out = self.head(F.relu(self.body(y)))
+        return torch.sigmoid(out) if self.output == "sigmoid" else out
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Squared error of the intensities, summed over subpixels, mean over images."""
@@ -98,7 +114,7 @@ class RegressionCNN(nn.Module):
         self.eval()
         out = torch.cat([self(y[i : i + batch_size].long()).double() for i in range(0, len(y), batch_size)])
         self.train(was)
-        return out
+        return out.clamp_(0.0, 1.0)
 
 
 def num_parameters(module: nn.Module) -> int:
@@ -133,6 +149,10 @@ def fit_regression(
     path = None if checkpoint is None else Path(checkpoint)
     if path is not None and path.exists():
         tensors, meta = load_tensors(path)
+        stored = {"output": "sigmoid", **meta.get("spec", {})}
+        if {k: v for k, v in stored.items() if k != "output"} != {k: v for k, v in model.spec.items() if k != "output"}:
+            raise ValueError(f"{path} holds an L2 CNN of another configuration: {stored}, not {model.spec}")
+        model.output = model.spec["output"] = stored["output"]  # a checkpoint keeps the head it was trained with
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
         step, elapsed, best = meta["step"], meta["elapsed"], meta["best"]
@@ -195,7 +215,7 @@ def load_regression(path: str | Path) -> RegressionCNN:
     tensors, meta = load_tensors(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a regression-CNN checkpoint (format {meta.get('format')!r})")
-    model = RegressionCNN(**meta["spec"])
+    model = RegressionCNN(**{"output": "sigmoid", **meta["spec"]})  # no "output": written with a sigmoid head
     prefix = "best." if any(k.startswith("best.") for k in tensors) else "model."
     model.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
     return model.eval()
