@@ -79,3 +79,11 @@ run binarized-mnist-sr4-pixelcnn-aux --task superres --scale 4 --data binarized-
     --init-from benchmarks/runs/conditional-binarized-mnist-sr4-pixelcnn --condition-from-regression \
     --time 5100 --regression-time 2850 --regression-channels 48 --regression-blocks 3 --lr 5e-4 \
     --schedule cosine --decay-steps 15000 --eval-every 1000 --eval-images 1000 --temperature 0.8
+# 16. run 15 resumed for 28 more minutes (time budget 6800 s), the cosine stretched to 0 at step 17,500
+# (the lr goes from 4.8e-5 back up to ~1.1e-4 at resume, then anneals); recorded as an override in log.jsonl
+run binarized-mnist-sr4-pixelcnn-aux --task superres --scale 4 --data binarized-mnist --data-dir "$DATA" --model pixelcnn \
+    -o channels=64 -o num_blocks=8 -o condition_channels=48 -o condition_blocks=3 -o condition_loss=1.0 \
+    --init-from benchmarks/runs/conditional-binarized-mnist-sr4-pixelcnn --condition-from-regression \
+    --time 6800 --regression-time 2850 --regression-channels 48 --regression-blocks 3 --lr 5e-4 \
+    --schedule cosine --decay-steps 17500 --eval-every 1000 --eval-images 1000 --temperature 0.8 \
+    --override decay_steps
