@@ -57,11 +57,12 @@ def summarize() -> str:
     """Markdown: one table per conditional run in results.jsonl (the newest record of each name)."""
     from genzoo.tasks.conditional import format_table
 
-    records = {}
+    records, starts = {}, {}
     for line in (HERE / "results.jsonl").read_text().splitlines():
         record = json.loads(line)
         if record.get("benchmark") == "conditional":
             records[record["name"]] = record
+            starts[record["name"]] = record.get("initialized") or starts.get(record["name"])  # a resume has none
     out = []
     for name, r in records.items():
         minutes = r["train_seconds"] / 60
@@ -77,7 +78,7 @@ def summarize() -> str:
                 if "accuracy" in r["metrics"]["truth"]
                 else "."
             )
-            + warm_start_note(r.get("initialized"))
+            + warm_start_note(starts[name])
             + f"\n\n{format_table({'methods': r['metrics']})}\n\n![{name}]({r['figure']})\n\n"
             + "".join(f"![{name} at T={t}]({path})\n\n" for t, path in r.get("tempered_figures", {}).items())
             + ("" if not r.get("temperatures") else "(T: the sampling temperature, `--temperature`.)\n\n")
