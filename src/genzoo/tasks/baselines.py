@@ -117,6 +117,11 @@ class RegressionCNN(nn.Module):
         return out.clamp_(0.0, 1.0)
 
 
+def stored_spec(meta: dict) -> dict:
+    """The constructor arguments a checkpoint was written with (no "output": the sigmoid head of old files)."""
+    return {"output": "sigmoid", **meta["spec"]}
+
+
 def num_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -149,7 +154,7 @@ def fit_regression(
     path = None if checkpoint is None else Path(checkpoint)
     if path is not None and path.exists():
         tensors, meta = load_tensors(path)
-        stored = {"output": "sigmoid", **meta.get("spec", {})}
+        stored = stored_spec(meta)
         if {k: v for k, v in stored.items() if k != "output"} != {k: v for k, v in model.spec.items() if k != "output"}:
             raise ValueError(f"{path} holds an L2 CNN of another configuration: {stored}, not {model.spec}")
         model.output = model.spec["output"] = stored["output"]  # a checkpoint keeps the head it was trained with
@@ -215,7 +220,7 @@ def load_regression(path: str | Path) -> RegressionCNN:
     tensors, meta = load_tensors(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a regression-CNN checkpoint (format {meta.get('format')!r})")
-    model = RegressionCNN(**{"output": "sigmoid", **meta["spec"]})  # no "output": written with a sigmoid head
+    model = RegressionCNN(**stored_spec(meta))
     prefix = "best." if any(k.startswith("best.") for k in tensors) else "model."
     model.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
     return model.eval()

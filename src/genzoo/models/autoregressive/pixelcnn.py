@@ -182,7 +182,7 @@ class PixelCNN(ImageConditioned, AutoregressiveModel):
     def training_loss(self, x: torch.Tensor, y: torch.Tensor | None, step: int) -> torch.Tensor:
         """``loss``, plus condition_loss times the head's NLL of x given y alone (module docstring)."""
         if not self.condition_loss:
-            return self.loss(x, y)
+            return super().training_loss(x, y, step)
         self.check_images(x)
         features = self.condition_features(self.check_labels(y, x.shape[0]))
         params = self.network(symmetric_inputs(x, self.levels), self.project_condition(features))
