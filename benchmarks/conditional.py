@@ -40,16 +40,19 @@ def parse_value(text: str):
         return text
 
 
-def make_figure(model, regression, data, index, rows: int, samples: int, name: str, temperature=1.0) -> Path:
+def make_figure(
+    model, regression, data, index, rows: int, samples: int, name: str, temperature=1.0, best_of: int = 1
+) -> Path:
     """input | bicubic/gray | L2 CNN | samples | truth for ``rows`` conditions spread over the scored subset
     ``index`` (sorted: binarized MNIST's test split is in class order), samples drawn with seed 1."""
     from genzoo.tasks import conditional
 
     chosen = index[torch.linspace(0, len(index) - 1, rows).round().long()]
-    path = HERE / "conditional" / (f"{name}.png" if temperature == 1.0 else f"{name}-T{temperature:g}.png")
+    suffix = ("" if temperature == 1.0 else f"-T{temperature:g}") + ("" if best_of == 1 else f"-best{best_of}")
+    path = HERE / "conditional" / f"{name}{suffix}.png"
     y, truth = data.test.labels[chosen], data.test.images[chosen]
     return conditional.task_figure(
-        model, y, path, samples, truth=truth, regression=regression, seed=1, temperature=temperature
+        model, y, path, samples, truth=truth, regression=regression, seed=1, temperature=temperature, best_of=best_of
     )
 
 
@@ -81,7 +84,14 @@ def summarize() -> str:
             + warm_start_note(starts[name])
             + f"\n\n{format_table({'methods': r['metrics']})}\n\n![{name}]({r['figure']})\n\n"
             + "".join(f"![{name} at T={t}]({path})\n\n" for t, path in r.get("tempered_figures", {}).items())
+            + "".join(f"![{name}, likeliest of {n}]({path})\n\n" for n, path in r.get("best_of_figures", {}).items())
             + ("" if not r.get("temperatures") else "(T: the sampling temperature, `--temperature`.)\n\n")
+            + (
+                ""
+                if not r.get("best_of")
+                else "(best of n: each output is the likeliest of n samples under the model's own log p(x | y), "
+                "`--best-of`.)\n\n"
+            )
             + f"`{r['command']}` ({r['device']}, torch {r['torch']})\n"
         )
     return "\n".join(out)
@@ -164,6 +174,12 @@ def main() -> None:
         action="store_true",
         help="train the L2 CNN first; a fresh run's conditioning network starts from its trained body",
     )
+    p.add_argument(
+        "--regression-only",
+        action="store_true",
+        help="only train the L2 CNN (into the run directory) and exit: run it beside the model's training on "
+        "another core; the model's run then finds it trained",
+    )
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--eval-max-images", type=int, default=1000)
     p.add_argument("--eval-images", type=int, default=1000, help="conditions scored by the sample metrics")
@@ -174,6 +190,14 @@ def main() -> None:
         action="append",
         default=[],
         help="also score (and draw a picture of) samples at temperature T (repeatable); T = 1 is always scored",
+    )
+    p.add_argument(
+        "--best-of",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="also score (and draw a picture of) outputs that are each the likeliest of N samples (repeatable)",
     )
     p.add_argument("--figure-rows", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
@@ -229,6 +253,9 @@ def main() -> None:
             regression, data, run_dir / "regression.safetensors", max_time=args.regression_time, batch_size=64
         )
 
+    if args.regression_only:
+        print(json.dumps(fit_l2_cnn()))
+        return
     regression_fit = fit_l2_cnn() if args.condition_from_regression else None
     initialized = warm_start(model, run_dir, args.init_from, regression if args.condition_from_regression else None)
     result = train(model, data, run_dir, config, overrides=tuple(key.replace("-", "_") for key in args.override))
@@ -249,7 +276,7 @@ def main() -> None:
     sample_seconds = time.perf_counter() - t0
     scores = conditional.evaluate_task(
         model, data, "test", args.eval_images, args.samples, 0, regression, classifier, labels, drawn=drawn,
-        temperatures=tuple(args.temperature),
+        temperatures=tuple(args.temperature), best_of=tuple(args.best_of),
     )  # fmt: skip
     figure = make_figure(model, regression, data, index, args.figure_rows, args.samples, name)
     tempered_figures = {
@@ -258,6 +285,15 @@ def main() -> None:
         )
         for t in args.temperature
         if t != 1.0
+    }
+    best_of_figures = {
+        str(n): str(
+            make_figure(model, regression, data, index, args.figure_rows, args.samples, name, best_of=n).relative_to(
+                HERE
+            )
+        )
+        for n in args.best_of
+        if n != 1
     }
     record = {
         "benchmark": "conditional",
@@ -290,6 +326,8 @@ def main() -> None:
         "figure": str(figure.relative_to(HERE)),
         "temperatures": sorted(set(args.temperature) - {1.0}, reverse=True),
         "tempered_figures": tempered_figures,
+        "best_of": sorted(set(args.best_of) - {1}),
+        "best_of_figures": best_of_figures,
         "device": device_name(torch.device("cpu")),
         "torch": torch.__version__,
         "command": command_line(),

@@ -82,6 +82,10 @@ def test_temperature_is_refused_for_models_without_conditionals(tmp_path, capsys
     assert "--temperature applies to autoregressive models" in capsys.readouterr().err
     assert run("eval", run_dir, "--temperature", 0.5, "-q") == 2
     assert "super-resolution and colorization" in capsys.readouterr().err
+    assert run("eval", run_dir, "--best-of", 2, "-q") == 2
+    assert "super-resolution and colorization" in capsys.readouterr().err
+    assert run("sample", run_dir, "--best-of", 2, "-o", tmp_path / "b.png") == 2
+    assert "--best-of apply to super-resolution and colorization runs" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

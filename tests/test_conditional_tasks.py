@@ -233,6 +233,36 @@ def test_tiny_superres_run_through_the_trainer_evaluation_and_picture(tmp_path):
         assert picture.width > picture.height  # 1 + 1 + 1 + 2 + 1 columns, 3 rows
 
 
+def test_best_of_n_keeps_the_likeliest_candidate_under_the_models_own_log_p():
+    data = superres_dataset(load_dataset("digits"), 2)
+    torch.manual_seed(0)
+    model = genzoo.create("pixelcnn", (1, 8, 8), 17, channels=8, num_blocks=1, **data.model_options()).eval()
+    y = data.test.labels[:10].long()
+    plain = conditional.draw_samples(model, y, 2, seed=3, batch_size=4)
+    assert torch.equal(conditional.draw_samples(model, y, 2, seed=3, batch_size=4, best_of=1), plain)
+    best = conditional.draw_samples(model, y, 2, seed=3, batch_size=4, best_of=3)
+    assert best.shape == plain.shape
+    assert torch.equal(best, conditional.draw_samples(model, y, 2, seed=3, batch_size=4, best_of=3))  # seeded
+    with torch.no_grad():
+        for k in range(2):  # rebuild the candidates from the documented seeds: the pick is their argmax
+            for b, start in enumerate(range(0, 10, 4)):
+                part = y[start : start + 4]
+                candidates = [
+                    model.sample(len(part), part, generator=torch.Generator().manual_seed(
+                        3 * 1_000_003 + k * 10_007 + b + j * 100_000_007))
+                    for j in range(3)
+                ]  # fmt: skip
+                assert torch.equal(candidates[0], plain[k, start : start + 4])  # candidate 0: the plain sample
+                log_p = torch.stack([model.log_prob(c, part) for c in candidates])
+                chosen = torch.stack(candidates)[log_p.argmax(0), torch.arange(len(part))]
+                assert torch.equal(best[k, start : start + 4], chosen)
+                assert torch.all(model.log_prob(best[k, start : start + 4], part) >= log_p[0])
+    with pytest.raises(ValueError, match="best_of"):
+        conditional.draw_samples(model, y, 1, best_of=0)
+    scores = conditional.evaluate_task(model, data, n_images=6, samples=2, nll=False, best_of=(2,))
+    assert {"model", "model best of 2"} <= set(scores["methods"])
+
+
 def test_colorize_picture_of_an_rgb_model(tmp_path):
     toy = colorize_dataset(synthetic(4, (3, 4, 4), labels=False))
     model = genzoo.create("pixelcnn", (3, 4, 4), 4, channels=12, num_blocks=1, **toy.model_options())

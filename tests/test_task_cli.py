@@ -27,10 +27,11 @@ def test_superres_on_digits_trains_evaluates_and_samples(tmp_path, capsys):
     assert results["data"] == "digits-superres2" and results["test"]["kind"] == "exact"
     assert set(results["task"]["methods"]) >= {"nearest", "bicubic", "l2-cnn", "model"}
     assert (run_dir / "regression.safetensors").exists() and (run_dir / "report.html").exists()
-    assert run("eval", run_dir, "-q", "--temperature", 0.8) == 0
+    assert run("eval", run_dir, "-q", "--temperature", 0.8, "--best-of", 2) == 0
     out = capsys.readouterr().out
-    assert "| l2-cnn |" in out and "| model T=0.8 |" in out
+    assert "| l2-cnn |" in out and "| model T=0.8 |" in out and "| model best of 2 |" in out
     assert run("sample", run_dir, "--index", 3, "--temperature", 0.8, "-o", tmp_path / "i.png") == 0
+    assert run("sample", run_dir, "--index", 3, "--best-of", 2, "-o", tmp_path / "b.png") == 0
     low = Image.fromarray(np.full((4, 4), 200, dtype=np.uint8))
     low.save(tmp_path / "low.png")
     assert run("sample", run_dir, "--from", tmp_path / "low.png", "-o", tmp_path / "f.png") == 0

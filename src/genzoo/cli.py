@@ -271,6 +271,7 @@ def cmd_eval(args) -> int:
         max_images=args.max_images,
         data_name=args.data,
         temperatures=tuple(args.temperature or ()),
+        best_of=tuple(args.best_of or ()),
     )
     if result.get("flagged") and not args.json:
         raise TrainingError(result["flagged"])
@@ -308,8 +309,8 @@ def cmd_sample(args) -> int:
     data = (model.checkpoint_info.get("data") or {}).get("name", "")
     if parse_task_name(data):  # an image-conditioned run: samples given a condition, in a labelled grid
         return sample_task(args, model, data)
-    if args.condition or args.index:
-        raise UsageError("--from and --index apply to super-resolution and colorization runs")
+    if args.condition or args.index or args.best_of != 1:
+        raise UsageError("--from, --index and --best-of apply to super-resolution and colorization runs")
     samples = sample_images(model, args.n, seed=args.seed, labels=args.label, naive=args.naive,
                             temperature=args.temperature)  # fmt: skip
     path = save_grid(samples, model.levels, args.output)
@@ -328,7 +329,7 @@ def sample_task(args, model, data: str) -> int:
     samples = 4 if args.n == 64 else min(args.n, 16)  # -n: samples per condition here (default 4)
     if args.condition is not None:
         path = sample_figure(model, args.output, condition_png=args.condition, samples=samples, seed=args.seed,
-                             regression=regression, temperature=args.temperature)  # fmt: skip
+                             regression=regression, temperature=args.temperature, best_of=args.best_of)  # fmt: skip
         what = f"{samples} samples given {args.condition}"
     else:
         dataset = load_task_dataset(data, run_data_root(model, args.data_dir))
@@ -336,7 +337,8 @@ def sample_task(args, model, data: str) -> int:
         if bad:
             raise UsageError(f"--index {bad[0]} is out of range: the test split has {len(dataset.test)} images")
         path = sample_figure(model, args.output, dataset=dataset, indices=args.index or None, samples=samples,
-                             seed=args.seed, regression=regression, temperature=args.temperature)  # fmt: skip
+                             seed=args.seed, regression=regression, temperature=args.temperature,
+                             best_of=args.best_of)  # fmt: skip
         what = f"{samples} samples for each of {len(args.index) if args.index else 8} test conditions"
     print(f"wrote {what} (input | baselines | samples | truth) to {path}")
     return 0
@@ -632,6 +634,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="super-resolution/colorization runs: also score samples drawn at temperature T (repeatable)",
     )
+    p.add_argument(
+        "--best-of",
+        type=positive_int,
+        action="append",
+        metavar="N",
+        help="super-resolution/colorization runs: also score outputs that are each the likeliest of N samples "
+        "under the model's own log p(x | y) (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_eval)
@@ -669,6 +679,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         help="super-resolution/colorization runs: a test image whose condition to use (repeatable)",
+    )
+    p.add_argument(
+        "--best-of",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="super-resolution/colorization runs: each picture is the likeliest of N samples under the model's "
+        "own log p(x | y) (default 1: plain samples)",
     )
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     add_weights_option(p)

@@ -124,6 +124,7 @@ def evaluate_run(
     max_images: int | None = None,
     data_name: str | None = None,
     temperatures: tuple[float, ...] = (),
+    best_of: tuple[int, ...] = (),
 ) -> dict:
     """Test NLL of a run over the full split (nats and bits/dim), EMA weights when present: exact for
     explicit-density models, ELBO and ``num_samples``-sample importance estimate for latent models.
@@ -134,11 +135,11 @@ def evaluate_run(
     likelihood), also the sample-quality metrics of that many samples under "sample_metrics".
     ``max_images``: score only the first N images; the result says "partial" (and of how many).
     Super-resolution/colorization runs: also the task metrics under "task" (``temperatures``: more rows of
-    samples drawn at those temperatures)."""
+    samples drawn at those temperatures; ``best_of``: rows of the likeliest of n samples)."""
     with run_lock(run_dir, shared=True):
         model, dataset = model_run_data(run_dir, data_dir, weights, data_name)
-    if temperatures and not isinstance(dataset, ConditionalImageDataset):
-        raise UsageError("--temperature applies to super-resolution and colorization runs")
+    if (temperatures or best_of) and not isinstance(dataset, ConditionalImageDataset):
+        raise UsageError("--temperature and --best-of apply to super-resolution and colorization runs")
     root = run_data_root(model, data_dir)
     model.to(select_device(device))
     model.prepare_for_evaluation(progress=progress)
@@ -154,7 +155,7 @@ def evaluate_run(
     result.update(partial_note(dataset.split(split), scored))
     if isinstance(dataset, ConditionalImageDataset) and split == "test":
         result["task"] = score_task(model, dataset, task_baseline(run_dir), root, n_images=max_images or 1000,
-                                    temperatures=temperatures)  # fmt: skip
+                                    temperatures=temperatures, best_of=best_of)  # fmt: skip
     flagged = untrusted(result, model)
     if flagged:
         result["flagged"] = flagged
@@ -220,14 +221,16 @@ def task_baseline(run_dir) -> object | None:
     return baselines.load_regression(path) if path.is_file() else None
 
 
-def score_task(model, dataset, regression, data_dir=None, seed: int = 0, n_images: int = 1000, temperatures=()) -> dict:
+def score_task(
+    model, dataset, regression, data_dir=None, seed: int = 0, n_images: int = 1000, temperatures=(), best_of=()
+) -> dict:
     """PSNR, SSIM, consistency, diversity (and the digit classifier's accuracy on MNIST) of the model's
     samples beside nearest, bicubic (or gray) and the L2 CNN (``genzoo.tasks.conditional.evaluate_task``)."""
     from genzoo.tasks.conditional import digit_classifier, evaluate_task
 
     classifier, labels = digit_classifier(dataset, data_dir)
     return evaluate_task(model, dataset, "test", min(n_images, len(dataset.test)), 4, seed, regression, classifier,
-                         labels, nll=False, temperatures=tuple(temperatures))  # fmt: skip
+                         labels, nll=False, temperatures=tuple(temperatures), best_of=tuple(best_of))  # fmt: skip
 
 
 def train_class_prior(dataset) -> torch.Tensor | None:

@@ -172,11 +172,24 @@ def score(
 
 
 def draw_samples(
-    model, y: torch.Tensor, samples: int, seed: int = 0, batch_size: int = 256, temperature: float = 1.0
+    model,
+    y: torch.Tensor,
+    samples: int,
+    seed: int = 0,
+    batch_size: int = 256,
+    temperature: float = 1.0,
+    best_of: int = 1,
 ) -> torch.Tensor:
     """``samples`` draws of p(x | y) for every condition: LongTensor (samples, N, C, H, W), cached sampling,
     in eval mode; sample k of condition i comes from the generator seeded (seed, k, batch). ``temperature``
-    T != 1: draws of the tempered conditionals (``AutoregressiveModel.sample``)."""
+    T != 1: draws of the tempered conditionals (``AutoregressiveModel.sample``).
+
+    ``best_of`` n > 1: each of the ``samples`` outputs is the likeliest of n candidates under the model's
+    own exact log p(x | y) (candidate 0 is the plain sample above, candidate j the generator seeded (seed,
+    k, batch, j)): a decoding that leans toward the mode, chosen without the truth or any other model.
+    """
+    if best_of < 1:
+        raise ValueError(f"best_of must be >= 1, got {best_of}")
     tempering = {} if temperature == 1.0 else {"temperature": temperature}
     was = model.training
     model.eval()
@@ -185,8 +198,24 @@ def draw_samples(
         parts = []
         for b, start in enumerate(range(0, len(y), batch_size)):
             part = y[start : start + batch_size].long().to(model.device)
-            generator = torch.Generator(device=model.device).manual_seed(seed * 1_000_003 + k * 10_007 + b)
-            parts.append(model.sample(len(part), part, generator=generator, **tempering).cpu())
+            best, best_log_p = None, None
+            for j in range(best_of):
+                generator = torch.Generator(device=model.device).manual_seed(
+                    seed * 1_000_003 + k * 10_007 + b + j * 100_000_007
+                )
+                candidate = model.sample(len(part), part, generator=generator, **tempering)
+                if best_of == 1:
+                    best = candidate
+                    break
+                with torch.no_grad():
+                    log_p = model.log_prob(candidate, part)
+                if best is None:
+                    best, best_log_p = candidate, log_p
+                else:
+                    better = log_p > best_log_p
+                    best = torch.where(better.reshape(-1, *[1] * (candidate.dim() - 1)), candidate, best)
+                    best_log_p = torch.maximum(log_p, best_log_p)
+            parts.append(best.cpu())
         out.append(torch.cat(parts))
     model.train(was)
     return torch.stack(out)
@@ -213,6 +242,7 @@ def evaluate_task(
     nll: bool = True,
     drawn: torch.Tensor | None = None,
     temperatures: tuple[float, ...] = (),
+    best_of: tuple[int, ...] = (),
 ) -> dict:
     """Everything the conditional benchmark reports, on ``dataset.split(split)``.
 
@@ -221,7 +251,8 @@ def evaluate_task(
     subset of ``n_images`` conditions (``evaluation_subset``) and ``samples`` draws of each (``drawn``:
     samples already drawn for that subset, (K, n, C, H, W)). ``regression``: the L2 CNN; ``classifier``
     and ``labels`` (class labels of the whole split): the downstream accuracy. ``temperatures``: more
-    rows "model T=0.8", ... of samples drawn at those temperatures (the same seeds).
+    rows "model T=0.8", ... of samples drawn at those temperatures (the same seeds); ``best_of``: rows
+    "model best of 8", ... where each output is the likeliest of n candidates (``draw_samples``, T = 1).
     Returns {"split", "n_images", "samples", "nll" (or absent), "methods": {name: metrics}} with the
     methods "truth" (its consistency is the floor of the rounding), the baselines and "model".
     """
@@ -248,14 +279,16 @@ def evaluate_task(
         return out
     if nll:
         out["nll"] = evaluate_nll(model, part)
-    for temperature in (1.0, *(t for t in temperatures if t != 1.0)):
-        if drawn is None or temperature != 1.0:
-            drawn = draw_samples(model, y, samples, seed, temperature=temperature)
+    rows = [("model", 1.0, 1)] + [(f"model T={t:g}", t, 1) for t in temperatures if t != 1.0]
+    rows += [(f"model best of {n}", 1.0, n) for n in best_of if n != 1]
+    for name, temperature, n in rows:
+        if drawn is None or name != "model":
+            drawn = draw_samples(model, y, samples, seed, temperature=temperature, best_of=n)
         pictures = intensity(drawn, dataset.levels)
         per_sample = [score(p, truth, y, condition_levels, classifier, sub_labels) for p in pictures]
         metrics = {key: float(np.mean([s[key] for s in per_sample])) for key in per_sample[0]}
         metrics["diversity"] = diversity(pictures)
-        out["methods"]["model" if temperature == 1.0 else f"model T={temperature:g}"] = metrics
+        out["methods"][name] = metrics
     return out
 
 
@@ -309,12 +342,14 @@ def task_figure(
     drawn: torch.Tensor | None = None,
     row_titles: list[str] | None = None,
     temperature: float = 1.0,
+    best_of: int = 1,
 ):
     """The comparison picture of the task: input | bicubic (super-resolution) | L2 CNN | ``samples`` samples | truth.
 
     model: an image-conditioned model; y: conditions (N, C', h, w); truth: the true images (integers) when
     known (``--index``), absent for a condition read from a file (``--from``). ``drawn``: samples already
-    drawn, (K, N, C, H, W); ``temperature``: draw them at that temperature (titled so). Returns the path.
+    drawn, (K, N, C, H, W); ``temperature``: draw them at that temperature, ``best_of``: each the likeliest
+    of n (``draw_samples``; titled so). Returns the path.
     """
     levels, condition_levels = model.levels, model.condition_levels
     y = y.long().cpu()
@@ -326,8 +361,10 @@ def task_figure(
     if regression is not None:
         columns.append(("L2 CNN", regression.predict(y)))
     if drawn is None:
-        drawn = draw_samples(model, y, samples, seed, temperature=temperature)
+        drawn = draw_samples(model, y, samples, seed, temperature=temperature, best_of=best_of)
     title = "sample {}" if temperature == 1.0 else f"s{{}}, T={temperature:g}"  # as short: columns are narrow
+    if best_of > 1:
+        title = title.replace("sample {}", "s{}") + f", best/{best_of}"
     columns += [(title.format(k + 1), intensity(s, levels)) for k, s in enumerate(drawn[:samples])]
     if truth is not None:
         columns.append(("truth", intensity(truth, levels)))
@@ -346,6 +383,7 @@ def sample_figure(
     seed: int = 0,
     regression=None,
     temperature: float = 1.0,
+    best_of: int = 1,
 ):
     """``genzoo sample RUN --from low.png | --index I -o out.png`` in one call; returns the path.
 
@@ -355,7 +393,9 @@ def sample_figure(
     """
     if condition_png is not None:
         y = load_condition_png(condition_png, model.condition_shape, model.condition_levels)
-        return task_figure(model, y, path, samples, regression=regression, seed=seed, temperature=temperature)
+        return task_figure(
+            model, y, path, samples, regression=regression, seed=seed, temperature=temperature, best_of=best_of
+        )
     if dataset is None:
         raise ValueError("give condition_png or a dataset (with indices)")
     part = dataset.split(split)
@@ -367,7 +407,7 @@ def sample_figure(
     y, truth = part.labels[indices], part.images[indices].long()
     titles = [f"#{int(i)}" for i in indices]
     return task_figure(model, y, path, samples, truth=truth, regression=regression, seed=seed, row_titles=titles,
-                       temperature=temperature)  # fmt: skip
+                       temperature=temperature, best_of=best_of)  # fmt: skip
 
 
 def digit_classifier(dataset, data_dir=None):
