@@ -154,6 +154,12 @@ def main() -> None:
     p.add_argument("--regression-blocks", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--amp",
+        default="off",
+        choices=("off", "bf16"),
+        help="the model's training under bf16 autocast (TrainConfig.amp)",
+    )
     p.add_argument("--schedule", default="constant", choices=["constant", "cosine", "exponential"])
     p.add_argument("--decay-steps", type=int, default=None, help="cosine: the step where the lr reaches 0")
     p.add_argument(
@@ -232,6 +238,7 @@ def main() -> None:
         eval_max_images=args.eval_max_images,
         progress=False,
         device="cpu",
+        amp=args.amp,
     )
     if args.figure_only:
         model, regression = (

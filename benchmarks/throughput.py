@@ -299,16 +299,21 @@ def make_optimizers(model, fused: bool = False):
     return optimizers
 
 
-def train_step_loop(model, batches, loss_fn=None, fused: bool = False) -> Loop:
-    """A bare loop of the model's own train_step on fixed batches, with the trainer's optimizers."""
+def train_step_loop(model, batches, loss_fn=None, fused: bool = False, amp: str = "off") -> Loop:
+    """A bare loop of the model's own train_step on fixed batches, with the trainer's optimizers; ``amp``
+    "bf16": each step under bf16 autocast, as the trainer runs it with ``TrainConfig.amp = "bf16"``."""
+    import contextlib
+
     from genzoo.models.base import Batch
 
     optimizers = make_optimizers(model, fused)
     loss_fn = loss_fn or model.training_loss
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if amp == "bf16" else contextlib.nullcontext
 
     def step(i):
         x, y = batches[i % len(batches)]
-        model.train_step(Batch(x, y), i, optimizers, loss_fn)
+        with autocast():
+            model.train_step(Batch(x, y), i, optimizers, loss_fn)
 
     return Loop(step, batches[0][0].shape[0])
 
@@ -317,14 +322,14 @@ class TrainerLoop:
     """``genzoo.train.train`` in chunks: a warm-up call, then resumed calls of a given time each; the rate
     is the images/s that its results report ("images_per_sec", training only), weighted by their time."""
 
-    def __init__(self, model, dataset, batch_size: int, grad_clip: float | None = None):
+    def __init__(self, model, dataset, batch_size: int, grad_clip: float | None = None, amp: str = "off"):
         from genzoo.train import TrainConfig
 
         self.model, self.dataset, self.items, self.wall = model, dataset, 0.0, 0.0
         self.cpu, self.calls, self.steps_run = 0.0, 0, 0  # process CPU time of the resumed calls, whole
         fields = {f.name for f in dataclasses.fields(TrainConfig)}  # the trainer's API may grow: only known fields
         options = {"batch_size": batch_size, "max_steps": 2, "device": "cpu", "progress": False, "seed": 0,
-                   "eval_every": 10**9, "eval_max_images": batch_size, "grad_clip": grad_clip}  # fmt: skip
+                   "eval_every": 10**9, "eval_max_images": batch_size, "grad_clip": grad_clip, "amp": amp}  # fmt: skip
         self.config = TrainConfig(**{k: v for k, v in options.items() if k in fields})
         self.directory = tempfile.TemporaryDirectory(prefix="throughput-")
         self.elapsed, self.steps = None, 0
@@ -469,31 +474,36 @@ def measure(name: str, args) -> dict:
     else:
         model.init_from_data(dataset.train)
         batches = fixed_batches(dataset.train, batch_size)
-        bare = train_step_loop(model, batches, fused=args.fused_adam)
+        bare = train_step_loop(model, batches, fused=args.fused_adam, amp=args.amp)
         bare.warm_up()
         record["timing"] = "bare train_step loop (zero_grad, loss, backward, step), " + (
             "torch's fused Adam" if args.fused_adam else "the trainer's optimizer (Adam)"
         )
         flops, shape, dtype = count(lambda: bare.step(bare.calls))  # the next step: a schedule may depend on it
         flops /= batch_size
+        if args.amp == "bf16":  # autocast ran the products in bf16: the reference stays the fp32 product
+            dtype = torch.float32
         if name == "nade":  # its kernel never multiplies x by all of W: the input layer's product stands for it
             shape, dtype = (1, batch_size, model.W.shape[0] * model.W.shape[1], model.W.shape[2]), model.W.dtype
         loops, seconds = [bare], [args.seconds]
         if hasattr(model, "log_prob_loop"):  # NADE's textbook per-dimension loop, training on the same batches
             textbook = train_step_loop(
-                model, batches, lambda x, y, step: -model.log_prob_loop(x).mean(), fused=args.fused_adam
+                model, batches, lambda x, y, step: -model.log_prob_loop(x).mean(), fused=args.fused_adam, amp=args.amp
             )
             textbook.warm_up()
             loops, seconds = loops + [textbook], seconds + [args.seconds / 2]
         if not (args.skip_trainer or args.fused_adam):  # the trainer has no fused Adam to compare with
-            trainer = TrainerLoop(model, dataset, batch_size)
+            trainer = TrainerLoop(model, dataset, batch_size, amp=args.amp)
             from genzoo.train import TrainConfig
 
-            clipped = TrainerLoop(model, dataset, batch_size, grad_clip=TrainConfig().grad_clip)
+            clipped = TrainerLoop(model, dataset, batch_size, grad_clip=TrainConfig().grad_clip, amp=args.amp)
             loops, seconds = loops + [trainer, clipped], seconds + [args.seconds, args.seconds]
     matmul = MatmulLoop(shape, dtype) if shape is not None else None
     if matmul is not None:
         loops, seconds = loops + [matmul], seconds + [matmul_seconds]
+    half = MatmulLoop(shape, torch.bfloat16) if shape is not None and args.amp == "bf16" else None
+    if half is not None:  # the same product in bf16: the machine's limit for what autocast runs
+        loops, seconds = loops + [half], seconds + [matmul_seconds]
     # chunks of about 2 s (at least two calls each): a shared CPU's busy and quiet spells average out
     rounds = max(2, min(5, int(args.seconds / max(2 * bare.call_seconds, 2.0))))
     log(f"[{name}] timing, {rounds} interleaved rounds: " + ", ".join(type(loop).__name__ for loop in loops))
@@ -538,6 +548,12 @@ def measure(name: str, args) -> dict:
             "matmul_shape": describe_shape(shape),
             "matmul_dtype": str(dtype).removeprefix("torch.") if shape is not None else None,
             "fraction_of_matmul": gflops / matmul if matmul and flops else None,
+            "amp": args.amp,
+            **(
+                {"matmul_gflops_bf16": half.gflops, "fraction_of_bf16_matmul": gflops / half.gflops if flops else None}
+                if half is not None
+                else {}
+            ),
             "overhead_fraction": overhead,
             **reference,
             "note": "; ".join(note) or None,
@@ -587,6 +603,13 @@ def main() -> int:
     p.add_argument("--skip-trainer", action="store_true", help="no trainer-overhead measurement")
     p.add_argument("--skip-reference", action="store_true", help="no cached/naive sampling ratio")
     p.add_argument("--fused-adam", action="store_true", help="bare loop with torch's fused Adam (no trainer)")
+    p.add_argument(
+        "--amp",
+        default="off",
+        choices=("off", "bf16"),
+        help="train under bf16 autocast (the trainer's --amp bf16); fraction_of_matmul stays against the fp32 "
+        "product, fraction_of_bf16_matmul is against the same product in bf16",
+    )
     p.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results.jsonl")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
