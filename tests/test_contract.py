@@ -127,6 +127,18 @@ def test_every_model_trains_evaluates_samples_saves_and_loads(tmp_path, name):
         assert torch.equal(loaded.log_prob(x, labels_for(loaded, len(x))), again.log_prob(x, labels_for(again, len(x))))
 
 
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if model_class(n).default_fit is None))
+def test_every_gradient_trained_model_trains_under_bf16_autocast(tmp_path, name):
+    """``--amp bf16`` (TrainConfig.amp): two steps under bf16 autocast, finite losses, float32 weights."""
+    data = dataset()
+    torch.manual_seed(0)
+    model = build_model(name, data, SMALL.get(name, {}))
+    result = train(model, data, tmp_path, two_steps(amp="bf16"))
+    assert result["status"] == "finished" and result["step"] == 2
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+    assert all(b.dtype != torch.bfloat16 for b in model.buffers())
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_loss_is_pure(name):
     data = dataset()

@@ -108,8 +108,10 @@ class AutoEncoder(ReconstructionModel):
 
     def _track_codes(self, z: torch.Tensor) -> None:
         rate = max(self.code_momentum, 1.0 / float(self.code_batches + 1))
-        self.code_mean.lerp_(z.mean(0), rate)
-        self.code_second_moment.lerp_(z.t() @ z / z.shape[0], rate)
+        z = z.to(self.code_mean.dtype)
+        with torch.autocast(z.device.type, enabled=False):  # the statistics stay float32 under bf16 training
+            self.code_mean.lerp_(z.mean(0), rate)
+            self.code_second_moment.lerp_(z.t() @ z / z.shape[0], rate)
         self.code_batches += 1
 
     @torch.no_grad()
