@@ -198,24 +198,16 @@ def draw_samples(
         parts = []
         for b, start in enumerate(range(0, len(y), batch_size)):
             part = y[start : start + batch_size].long().to(model.device)
-            best, best_log_p = None, None
-            for j in range(best_of):
-                generator = torch.Generator(device=model.device).manual_seed(
-                    seed * 1_000_003 + k * 10_007 + b + j * 100_000_007
-                )
-                candidate = model.sample(len(part), part, generator=generator, **tempering)
-                if best_of == 1:
-                    best = candidate
-                    break
+            candidates = torch.stack([
+                model.sample(len(part), part, **tempering, generator=torch.Generator(device=model.device).manual_seed(
+                    seed * 1_000_003 + k * 10_007 + b + j * 100_000_007))
+                for j in range(best_of)
+            ])  # fmt: skip
+            if best_of > 1:  # the first of equally likely candidates wins
                 with torch.no_grad():
-                    log_p = model.log_prob(candidate, part)
-                if best is None:
-                    best, best_log_p = candidate, log_p
-                else:
-                    better = log_p > best_log_p
-                    best = torch.where(better.reshape(-1, *[1] * (candidate.dim() - 1)), candidate, best)
-                    best_log_p = torch.maximum(log_p, best_log_p)
-            parts.append(best.cpu())
+                    log_p = torch.stack([model.log_prob(c, part) for c in candidates])
+                candidates = candidates[log_p.argmax(0), torch.arange(len(part), device=part.device)][None]
+            parts.append(candidates[0].cpu())
         out.append(torch.cat(parts))
     model.train(was)
     return torch.stack(out)
