@@ -130,3 +130,19 @@ def test_skew_moves_row_r_right_by_r_and_unskew_inverts_it():
         assert torch.equal(s[0, 0, r, r : r + 4], x[0, 0, r])
         assert s[0, 0, r].count_nonzero() == 4
     assert torch.equal(unskew(s, 4), x)
+
+
+@pytest.mark.parametrize("dim", [0, -2])
+def test_gated_cell_backward_matches_autograd_of_the_lstm_formula(dim):
+    from genzoo.nn.lstm2d import gated_cell
+
+    torch.manual_seed(0)
+    shape = (4, 3, 5) if dim == 0 else (3, 2, 4, 5)  # gates-first, or (..., groups, 4, m)
+    p = torch.randn(shape, dtype=torch.double, requires_grad=True)
+    c = torch.randn(p.select(dim, 0).shape, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p, c: gated_cell(p, c, dim), (p, c))
+    o, f, i, g = p.unbind(dim)
+    c_ref = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h, c_new = gated_cell(p, c, dim)
+    torch.testing.assert_close(c_new, c_ref)
+    torch.testing.assert_close(h, torch.sigmoid(o) * torch.tanh(c_ref))

@@ -12,6 +12,11 @@ the 4h gate features gives each colour group its own four gates and the cell nev
 state-to-state convolutions are unmasked: they only read the states of pixels that come strictly
 earlier, all of whose colours are already known ([1] table 1).
 
+Inside the recurrences (training and scoring) the gates are held gates-first, (4, h, N, ...) per row
+or diagonal, and the cell (``gated_cell``) is one autograd node with a hand-written backward: every
+elementwise op of a step then runs on one contiguous block, and autograd records one node per step
+instead of a dozen (at h = 16 the bookkeeping, not the arithmetic, is most of a step's time).
+
 Row LSTM (``RowLSTMLayer``, kernel width k = 3) processes the image one row at a time. The gates of
 row r are ``K_is * x_r`` (1 x k, mask 'B': the pixels left of ``o`` and ``o`` itself) plus
 ``K_ss * h_{r-1}`` (1 x k over the previous row's states). The context is a triangle (k = 3; the
@@ -62,12 +67,62 @@ from genzoo.nn.activations import tanh
 from genzoo.nn.masked_conv import MaskedConv2d, causal_mask
 
 
-def lstm_cell(gates: torch.Tensor, c: torch.Tensor, groups: int, dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM update from pre-activations laid out ``[group][o, f, i, g][h / groups]`` along ``dim``."""
-    dim = dim % gates.dim()
-    o, f, i, g = (part.flatten(dim, dim + 1) for part in gates.unflatten(dim, (groups, 4, -1)).unbind(dim + 1))
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * tanh(g)
-    return torch.sigmoid(o) * tanh(c), c
+def _cell_forward(p: torch.Tensor, c_prev: torch.Tensor, dim: int):
+    """(h, c, the gate activations, tanh(c)) of one LSTM update; ``p`` holds the pre-activations with the
+    gates (o, f, i, g) along axis ``dim`` (size 4), ``c_prev`` has p's shape without that axis."""
+    act = torch.empty_like(p)
+    torch.sigmoid(p.narrow(dim, 0, 3), out=act.narrow(dim, 0, 3))  # o, f, i
+    g = act.select(dim, 3)
+    torch.sigmoid(p.select(dim, 3) * 2, out=g).mul_(2).sub_(1)  # g = tanh, as genzoo.nn.activations.tanh does
+    o, f, i, _ = act.unbind(dim)
+    c = torch.addcmul(f * c_prev, i, g)
+    tanh_c = tanh(c)
+    return o * tanh_c, c, act, tanh_c
+
+
+class _LSTMCell(torch.autograd.Function):
+    """The LSTM update as one autograd node: the gates' activations in one buffer, a hand-written backward.
+
+    Autograd over the dozen small elementwise ops of a cell records a node (and, for strided gate slices,
+    a copy) per op; at PixelRNN's sizes (h = 16) that bookkeeping costs more than the arithmetic.
+    """
+
+    @staticmethod
+    def forward(ctx, p, c_prev, dim):
+        h, c, act, tanh_c = _cell_forward(p, c_prev, dim)
+        ctx.dim = dim
+        ctx.save_for_backward(act, c_prev, tanh_c)
+        return h, c
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_h, grad_c):
+        act, c_prev, tanh_c = ctx.saved_tensors
+        dim = ctx.dim
+        o, f, i, g = act.unbind(dim)
+        grad_cell = torch.ops.aten.tanh_backward(grad_h * o, tanh_c).add_(grad_c)  # dL/dc
+        grad_act = torch.empty_like(act)
+        for k, (a, b) in enumerate(((grad_h, tanh_c), (grad_cell, c_prev), (grad_cell, g), (grad_cell, i))):
+            torch.mul(a, b, out=grad_act.select(dim, k))  # dL/do, dL/df, dL/di, dL/dg
+        grad_p = torch.empty_like(act)
+        sig, out = (t.narrow(dim, 0, 3) for t in (act, grad_p))
+        torch.ops.aten.sigmoid_backward.grad_input(grad_act.narrow(dim, 0, 3), sig, grad_input=out)
+        torch.ops.aten.tanh_backward.grad_input(grad_act.select(dim, 3), g, grad_input=grad_p.select(dim, 3))
+        return grad_p, grad_cell * f, None
+
+
+def gated_cell(p: torch.Tensor, c: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM update (h, c) from pre-activations ``p`` with the gates (o, f, i, g) along axis ``dim``."""
+    if torch.is_grad_enabled() and (p.requires_grad or c.requires_grad):
+        return _LSTMCell.apply(p, c, dim % p.dim())
+    return _cell_forward(p, c, dim)[:2]
+
+
+def lstm_cell(gates: torch.Tensor, c: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM update from pre-activations laid out ``[group][o, f, i, g][h / groups]`` along the last dim:
+    (h, c), each (..., h)."""
+    h, c = gated_cell(gates.unflatten(-1, (groups, 4, -1)), c.unflatten(-1, (groups, -1)), -2)
+    return h.flatten(-2), c.flatten(-2)
 
 
 def conv_at(conv: nn.Conv2d, patch: torch.Tensor) -> torch.Tensor:
@@ -101,14 +156,31 @@ class RowLSTMLayer(nn.Module):
         self.output = MaskedConv2d(hidden, 2 * hidden, 1, "B", color_groups)
 
     def forward(self, s: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
-        gates = self.input_to_state(s)
         n, _, rows, width = s.shape
-        h = c = s.new_zeros(n, self.hidden, width)
+        # gates-first rows: (rows, 4, h, N, W), so that each gate of a row is one contiguous block
+        gates = self.input_to_state(s).unflatten(1, (self.groups, 4, -1)).permute(4, 2, 1, 3, 0, 5)
+        gates = gates.contiguous().flatten(2, 3)
+        h = c = s.new_zeros(self.hidden, n, width)
         out = []
-        for row in gates.unbind(2):  # unbind, not gates[:, :, r]: a view per row whose backward stacks (no
-            h, c = lstm_cell(row + self.state_to_state(h), c, self.groups)  # zero-filled full-size gradients)
+        for r, row in enumerate(gates.unbind(0)):  # unbind, not gates[r]: a view per row whose backward stacks
+            h, c = gated_cell(row if r == 0 else row + self.recurrent(h), c, 0)  # (no zero-filled gradients)
             out.append(h)
-        return s + self.output(torch.stack(out, 2))
+        return s + self.output(torch.stack(out, 0).permute(2, 1, 0, 3))  # (h, rows, N, W) -> (N, h, rows, W)
+
+    def recurrent(self, h: torch.Tensor) -> torch.Tensor:
+        """K_ss * h along a row as one matrix product: states (h, N, W) -> gates-first (4, h, N, W).
+        (``state_to_state`` holds the kernel: a 1-D convolution call at these sizes took ~300 us on one CPU
+        thread, this product ~30 us.)"""
+        k, (hidden, n, width) = self.kernel_size, h.shape
+        padded = F.pad(h, (k // 2, k // 2))
+        windows = torch.stack([padded[..., j : j + width] for j in range(k)], 1)  # (h, k, N, W)
+        weight = self.state_to_state.weight.flatten(1).unflatten(0, (self.groups, 4, -1)).transpose(0, 1)
+        return (weight.flatten(0, 2) @ windows.view(hidden * k, n * width)).view(4, hidden, n, width)
+
+    def _recurrent_cache(self, h: torch.Tensor) -> torch.Tensor:
+        """``recurrent`` for the sampler's layout: states (N, h, W) -> (N, 4h, W), group-major gates."""
+        rec = self.recurrent(h.transpose(0, 1)).unflatten(1, (self.groups, -1))  # (4, G, m, N, W)
+        return rec.permute(3, 1, 0, 2, 4).flatten(1, 3)
 
     # cached sampling: the stream of the current row (for the 1 x k input-to-state taps), the states of
     # the current and previous rows, and K_ss * h_{r-1} for the current row.
@@ -120,7 +192,7 @@ class RowLSTMLayer(nn.Module):
             "h": zeros(self.hidden),
             "c": zeros(self.hidden),
             "c_above": zeros(self.hidden),
-            "recurrent": self.state_to_state(zeros(self.hidden)),
+            "recurrent": zeros(4 * self.hidden),
         }
 
     def step(self, cache: dict, col: int, s: torch.Tensor) -> torch.Tensor:
@@ -134,7 +206,7 @@ class RowLSTMLayer(nn.Module):
         return s + conv_at(self.output, h[:, :, None, None])
 
     def end_row(self, cache: dict, image_row: torch.Tensor | None = None) -> None:
-        cache["recurrent"] = self.state_to_state(cache["h"])
+        cache["recurrent"] = self._recurrent_cache(cache["h"])
         cache["c_above"] = cache["c"]
         cache["h"], cache["c"] = torch.zeros_like(cache["h"]), torch.zeros_like(cache["c"])
         cache["stream"].zero_()
@@ -164,16 +236,20 @@ def diagonal_lstm(gates: torch.Tensor, weight: torch.Tensor, groups: int) -> tor
     groups, ``weight`` is then block-diagonal): both directions of a layer share one loop.
     """
     n, _, rows, width = gates.shape
-    skewed = skew(gates).permute(3, 0, 2, 1).contiguous()  # (W + H - 1, N, H, 4m): one diagonal per step
-    inside = skew(gates.new_ones(1, 1, rows, width))[0, 0].t()[:, :, None]  # (W + H - 1, H, 1)
-    h = c = gates.new_zeros(n, rows, weight.shape[1] // 2)
+    # gates-first diagonals: (W + H - 1, 4, m, N, H), so that each gate of a diagonal is one contiguous block
+    skewed = skew(gates).unflatten(1, (groups, 4, -1)).permute(5, 2, 1, 3, 0, 4).contiguous().flatten(2, 3)
+    weight = weight.unflatten(0, (groups, 4, -1)).transpose(0, 1).flatten(0, 2)  # rows gate-major too
+    inside = skew(gates.new_ones(1, 1, rows, width))[0, 0].t()  # (W + H - 1, H)
+    m = weight.shape[1] // 2
+    h = c = gates.new_zeros(m, n, rows)
     out = []
     for diagonal, live in zip(skewed.unbind(0), inside.unbind(0)):  # unbind: no zero-filled gradient per step
-        above = F.pad(h, (0, 0, 1, 0))[:, :rows]
-        h, c = lstm_cell(diagonal + F.linear(torch.cat([above, h], -1), weight), c, groups, -1)
+        above = F.pad(h, (1, 0))[..., :rows]
+        recurrent = weight @ torch.cat([above, h]).view(2 * m, n * rows)
+        h, c = gated_cell(diagonal + recurrent.view(4, m, n, rows), c, 0)
         h, c = h * live, c * live
         out.append(h)
-    return unskew(torch.stack(out, -1).transpose(1, 2), width)
+    return unskew(torch.stack(out, -1).transpose(0, 1), width)  # (m, N, H, W + H - 1) -> (N, m, H, W)
 
 
 class DiagonalBiLSTMLayer(nn.Module):
