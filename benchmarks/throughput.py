@@ -15,6 +15,10 @@ process:
 - ``matmul_gflops``: a plain matmul of the model's largest product (the largest mm/bmm of the step, or
   the im2col-equivalent product of its largest convolution), timed in the same process and dtype;
   ``fraction_of_matmul`` = gflops / matmul_gflops;
+- ``products_alone_fraction``: the same step's products and convolutions (every counted call, forward and
+  backward, same shapes, strides and dtypes, on look-alike tensors) replayed with nothing else, their
+  GFLOP/s over matmul_gflops: the bound on ``fraction_of_matmul`` if all other work were free;
+  ``product_time_share`` = images/s / products-alone images/s, the share of a step that the products take;
 - ``overhead_fraction`` = 1 - (images/s of ``genzoo.train.train``, as its result reports them) / (bare
   loop images/s): the same update as the bare loop (no gradient clipping), default log and checkpoint
   intervals; one warm-up call, then resumed calls of ``--seconds`` in all that are timed; validation only
@@ -43,6 +47,7 @@ from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import flop_registry, shape_wrapper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -158,10 +163,11 @@ class ProductCounter(TorchDispatchMode):
     with the most FLOPs: its (batch, M, K, N) and dtype. FlopCounterMode itself is not used: its module
     tracker breaks double backward (a WGAN-GP's gradient penalty)."""
 
-    def __init__(self):
+    def __init__(self, keep_calls: bool = False):
         super().__init__()
         self.registry = {**flop_registry, **{k: shape_wrapper(v) for k, v in EXTRA_FLOPS.items()}}
         self.flops, self.best, self.dtype = 0, None, torch.float32
+        self.calls = [] if keep_calls else None  # every counted call, its tensors replaced by look-alikes
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -169,17 +175,44 @@ class ProductCounter(TorchDispatchMode):
         formula = self.registry.get(func._overloadpacket)
         if formula is not None:
             self.flops += int(formula(*args, **kwargs, out_val=out))
+            if self.calls is not None:
+                self.calls.append((func, *tree_map(look_alike, (args, kwargs))))
         shape = product_shape(func, args, out)
         if shape is not None and (self.best is None or math.prod(shape) > math.prod(self.best)):
             self.best, self.dtype = shape, args[1].dtype
         return out
 
 
-def count(fn) -> tuple[int, tuple | None, torch.dtype]:
-    """(matrix-product FLOPs, largest product's (batch, M, K, N), its dtype) of running ``fn()``."""
-    with ProductCounter() as counter:
+def look_alike(value):
+    """A tensor of the same size, strides and dtype on fresh random data (other values unchanged)."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    extent = 1 + sum((n - 1) * st for n, st in zip(value.shape, value.stride())) if value.numel() else 0
+    base = torch.randn(extent) if value.is_floating_point() else torch.zeros(extent)
+    return base.to(value.dtype).as_strided(value.shape, value.stride())
+
+
+def count(fn, keep_calls: bool = False) -> tuple:
+    """(matrix-product FLOPs, largest product's (batch, M, K, N), its dtype) of running ``fn()``; with
+    ``keep_calls`` also the list of its counted calls, replayable on look-alike tensors (``ProductsAlone``)."""
+    with ProductCounter(keep_calls) as counter:
         fn()
-    return counter.flops, counter.best, counter.dtype
+    return (counter.flops, counter.best, counter.dtype) + ((counter.calls,) if keep_calls else ())
+
+
+class ProductsAlone:
+    """The step's matrix products and convolutions (forward and backward, the calls ``count`` saw, in order,
+    same shapes, strides and dtypes) and nothing else: a ``Loop`` step. Its rate is what the model would
+    reach if everything but its products were free, so products-alone GFLOP/s over the reference matmul's
+    bounds ``fraction_of_matmul`` from above."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def __call__(self, i) -> None:
+        with torch.no_grad():
+            for func, args, kwargs in self.calls:
+                func(*args, **kwargs)
 
 
 class MatmulLoop:
@@ -465,7 +498,7 @@ def measure(name: str, args) -> dict:
     start = time.perf_counter()
     reference: dict = {"reference_ratio": None}
     matmul_seconds = min(2.0, args.seconds / 2)
-    textbook = trainer = None
+    textbook = trainer = products = None
     if cls.default_fit is not None:
         record["batch_size"] = None
         bare, flops, shape, dtype, record["timing"] = fit_timing(model, dataset.train)
@@ -479,13 +512,19 @@ def measure(name: str, args) -> dict:
         record["timing"] = "bare train_step loop (zero_grad, loss, backward, step), " + (
             "torch's fused Adam" if args.fused_adam else "the trainer's optimizer (Adam)"
         )
-        flops, shape, dtype = count(lambda: bare.step(bare.calls))  # the next step: a schedule may depend on it
-        flops /= batch_size
+        flops, shape, dtype, calls = count(lambda: bare.step(bare.calls), keep_calls=True)  # the next step (a
+        flops /= batch_size  # schedule may depend on it)
+        products = Loop(ProductsAlone(calls), batch_size) if calls else None
+        if products is not None:
+            products.warm_up()
+            loops_extra = [products]
+        else:
+            loops_extra = []
         if args.amp == "bf16":  # autocast ran the products in bf16: the reference stays the fp32 product
             dtype = torch.float32
         if name == "nade":  # its kernel never multiplies x by all of W: the input layer's product stands for it
             shape, dtype = (1, batch_size, model.W.shape[0] * model.W.shape[1], model.W.shape[2]), model.W.dtype
-        loops, seconds = [bare], [args.seconds]
+        loops, seconds = [bare, *loops_extra], [args.seconds] + [args.seconds / 2] * len(loops_extra)
         if hasattr(model, "log_prob_loop"):  # NADE's textbook per-dimension loop, training on the same batches
             textbook = train_step_loop(
                 model, batches, lambda x, y, step: -model.log_prob_loop(x).mean(), fused=args.fused_adam, amp=args.amp
@@ -548,6 +587,15 @@ def measure(name: str, args) -> dict:
             "matmul_shape": describe_shape(shape),
             "matmul_dtype": str(dtype).removeprefix("torch.") if shape is not None else None,
             "fraction_of_matmul": gflops / matmul if matmul and flops else None,
+            **(
+                {
+                    "products_alone_images_per_sec": products.rate,
+                    "products_alone_fraction": flops * products.rate / 1e9 / matmul if matmul else None,
+                    "product_time_share": ips / products.rate,
+                }
+                if products is not None
+                else {}
+            ),
             "amp": args.amp,
             **(
                 {"matmul_gflops_bf16": half.gflops, "fraction_of_bf16_matmul": gflops / half.gflops if flops else None}

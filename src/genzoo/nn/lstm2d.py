@@ -63,7 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.nn.activations import tanh
+from genzoo.nn.activations import tanh, tanh_
 from genzoo.nn.masked_conv import MaskedConv2d, causal_mask
 
 
@@ -73,7 +73,7 @@ def _cell_forward(p: torch.Tensor, c_prev: torch.Tensor, dim: int):
     act = torch.empty_like(p)
     torch.sigmoid(p.narrow(dim, 0, 3), out=act.narrow(dim, 0, 3))  # o, f, i
     g = act.select(dim, 3)
-    torch.sigmoid(p.select(dim, 3) * 2, out=g).mul_(2).sub_(1)  # g = tanh, as genzoo.nn.activations.tanh does
+    tanh_(p.select(dim, 3), out=g)
     o, f, i, _ = act.unbind(dim)
     c = torch.addcmul(f * c_prev, i, g)
     tanh_c = tanh(c)
