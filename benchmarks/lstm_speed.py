@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_nll import command_line, device_name, record_result  # noqa: E402
+from train_nll import cpu_provenance, record_result  # noqa: E402
 
 
 def textbook_cell(gates: torch.Tensor, c: torch.Tensor, groups: int, dim: int):
@@ -131,10 +131,7 @@ def measure(name: str, batch: int, seconds: float, rounds: int) -> dict:
         "speedup": rate[0] / rate[1],
         "loss_difference": abs(losses[0] - losses[1]),
         "max_gradient_difference": max(float((a - b).abs().max()) for a, b in zip(*grads)),
-        "threads": torch.get_num_threads(),
-        "device": device_name(torch.device("cpu")),
-        "torch": torch.__version__,
-        "command": command_line(),
+        **cpu_provenance(),
     }
 
 

@@ -103,3 +103,12 @@ fi
 run "$N17" $A17 --amp bf16 --time 6000 --schedule cosine --decay-steps 25000 --eval-every 1000 --eval-images 1000 \
     --temperature 0.8 --best-of 4 --best-of 16
 wait
+# 18. colorization of the bundled photographs again, longer: run 2's model (PixelCNN 48 x 6) for 75 min under
+# bf16 autocast, lr 1e-3 annealed to 0 at step 8,000 (cosine), its L2 CNN for 8 min (run 2: 20 and 4 min, fp32)
+run photos32-colorize-pixelcnn-75min --task colorize --data photos32 --model pixelcnn -o channels=48 -o num_blocks=6 \
+    --batch-size 16 --amp bf16 --time 4500 --schedule cosine --decay-steps 8000 --regression-time 480 \
+    --regression-channels 48 --regression-blocks 2 --eval-every 500 --eval-images 371 --temperature 0.8
+# 19. 8-bit MNIST 14x14 -> 28x28 (the fourth MNIST combination), as runs 10 and 11: 15 min, L2 CNN 3 min
+run mnist-sr2-pixelcnn --task superres --scale 2 --data mnist --data-dir "$DATA" --model pixelcnn \
+    -o channels=64 -o num_blocks=8 --time 900 --regression-time 180 --regression-channels 48 --regression-blocks 3 \
+    --eval-every 1000 --eval-images 1000

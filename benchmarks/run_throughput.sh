@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 11's speed measurements, one thread: tanh vs genzoo's tanh, then every model's throughput table.
+# Issue 11's speed measurements, one thread: torch.tanh vs 2 sigmoid(2x) - 1, then every model's throughput table.
 #   WAIT_PID=<pid> bash benchmarks/run_throughput.sh [LOG_SUFFIX]   (waits for WAIT_PID to end first)
 #   AMP=bf16 bash benchmarks/run_throughput.sh -bf16                (every model under bf16 autocast)
 # Logs: benchmarks/logs/activation-speed${LOG_SUFFIX}.log, benchmarks/logs/throughput-1thread${LOG_SUFFIX}.log

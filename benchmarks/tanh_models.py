@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput  # noqa: E402
-from train_nll import command_line, device_name, record_result  # noqa: E402
+from train_nll import cpu_provenance, record_result  # noqa: E402
 
 MODELS = ["vae", "iwae", "autoencoder", "gated-pixelcnn", "row-lstm", "diagonal-bilstm"]
 
@@ -60,10 +60,7 @@ def measure(name: str, seconds: float, rounds: int, data_dir) -> dict:
         "torch_over_sigmoid": rate["torch.tanh"] / rate["2 sigmoid(2x) - 1"],
         "default_here": "2 sigmoid(2x) - 1" if saved else "torch.tanh",
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
-        "device": device_name(torch.device("cpu")),
-        "torch": torch.__version__,
-        "command": command_line(),
+        **cpu_provenance(),
     }
 
 

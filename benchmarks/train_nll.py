@@ -48,6 +48,16 @@ def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
 
+def cpu_provenance() -> dict:
+    """Where and how a CPU measurement ran: threads, device, torch version and the exact command."""
+    return {
+        "threads": torch.get_num_threads(),
+        "device": device_name(torch.device("cpu")),
+        "torch": torch.__version__,
+        "command": command_line(),
+    }
+
+
 def record_result(record: dict, save: bool = True) -> None:
     """Print ``record`` as one JSON line and (``save``) append it to benchmarks/results.jsonl."""
     line = json.dumps(record)

@@ -226,27 +226,38 @@ def unskew(x: torch.Tensor, width: int) -> torch.Tensor:
     return F.pad(x.flatten(2), (0, rows)).unflatten(2, (rows, length + 1))[..., :width]
 
 
-def diagonal_lstm(gates: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor:
-    """Left-to-right diagonal LSTM: input-to-state gates (N, 4m, H, W) -> hidden states (N, m, H, W).
+def diagonal_lstm(inputs: list, weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """Left-to-right diagonal LSTMs stacked along the features -> their hidden states (N, m, H, W).
 
-    The state at (r, c) comes from the gates there and the states at (r-1, c) and (r, c-1): the 2 x 1
-    state-to-state kernel on the skewed map, here ``weight`` (4m, 2m) applied to [above, left].
-    States outside the image are held at zero, so the first column starts from zero like the first
-    row. Several independent LSTMs may be stacked along the features (``groups`` counts their colour
-    groups, ``weight`` is then block-diagonal): both directions of a layer share one loop.
+    ``inputs``: per stacked LSTM, (x, w, b): its input (N, K, H, W) and its 1x1 input-to-state product,
+    weight (4 m_d, K) and bias (4 m_d,) or None, rows group-major ``[group][o, f, i, g][m_d / groups]``
+    (``groups`` colour groups each). The state at (r, c) comes from the gates there and the states at
+    (r-1, c) and (r, c-1): the 2 x 1 state-to-state kernel on the skewed map, here ``weight`` (4m, 2m)
+    applied to [above, left], block-diagonal over the stacked LSTMs (both directions of a layer share one
+    loop). States outside the image are held at zero, so the first column starts from zero like the first
+    row. The input products run on the skewed inputs (K features, narrower than the 4 m_d gates they
+    give), laid out diagonal-major and gates-first, so no gate map is ever skewed or transposed; outside
+    the image their gates hold only the bias, and the states there are zeroed like the rest.
     """
-    n, _, rows, width = gates.shape
-    # gates-first diagonals: (W + H - 1, 4, m, N, H), so that each gate of a diagonal is one contiguous block
-    skewed = skew(gates).unflatten(1, (groups, 4, -1)).permute(5, 2, 1, 3, 0, 4).contiguous().flatten(2, 3)
-    weight = weight.unflatten(0, (groups, 4, -1)).transpose(0, 1).flatten(0, 2)  # rows gate-major too
-    inside = skew(gates.new_ones(1, 1, rows, width))[0, 0].t()  # (W + H - 1, H)
+    n, _, rows, width = inputs[0][0].shape
+    gates = []  # per stacked LSTM: (4, m_d, W + H - 1, N, H), gates-first and diagonal-major
+    for x, w, b in inputs:
+        xs = skew(x).permute(1, 3, 0, 2).contiguous()  # (K, W + H - 1, N, H): one diagonal per column block
+        w = w.unflatten(0, (groups, 4, -1)).transpose(0, 1).flatten(0, 2)  # rows gate-major
+        g = w @ xs.view(xs.shape[0], -1)
+        if b is not None:
+            g = g + b.unflatten(0, (groups, 4, -1)).transpose(0, 1).reshape(-1, 1)
+        gates.append(g.view(4, -1, *xs.shape[1:]))
+    diagonals = torch.cat(gates, 1).unbind(2)  # (4, m, N, H) each; unbind: no zero-filled gradient per step
+    weight = weight.unflatten(0, (groups * len(inputs), 4, -1)).transpose(0, 1).flatten(0, 2)
+    inside = skew(inputs[0][0].new_ones(1, 1, rows, width))[0, 0].t()  # (W + H - 1, H)
     m = weight.shape[1] // 2
-    h = c = gates.new_zeros(m, n, rows)
+    h = c = inputs[0][0].new_zeros(m, n, rows)
     out = []
-    for diagonal, live in zip(skewed.unbind(0), inside.unbind(0)):  # unbind: no zero-filled gradient per step
+    for diagonal, live in zip(diagonals, inside.unbind(0)):
         above = F.pad(h, (1, 0))[..., :rows]
-        recurrent = weight @ torch.cat([above, h]).view(2 * m, n * rows)
-        h, c = gated_cell(diagonal + recurrent.view(4, m, n, rows), c, 0)
+        recurrent = (weight @ torch.cat([above, h]).view(2 * m, n * rows)).view(4, m, n, rows)
+        h, c = gated_cell(diagonal + recurrent, c, 0)
         h, c = h * live, c * live
         out.append(h)
     return unskew(torch.stack(out, -1).transpose(0, 1), width)  # (m, N, H, W + H - 1) -> (N, m, H, W)
@@ -269,17 +280,19 @@ class DiagonalBiLSTMLayer(nn.Module):
 
     def forward(self, s: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
         """``image``: the network's input pixels (N, C, H, W), read by the right-to-left direction."""
-        gates_rl = self.input_to_state_rl(s)
+        lr_in, rl_in = self.input_to_state, self.input_to_state_rl  # 1x1 products: (weight * mask) @ features
+        rl_weight, rl_x = (rl_in.weight * rl_in.mask).flatten(1), s
         if self.pixels_to_state is not None:
-            gates_rl = gates_rl + self.pixels_to_state(image)
-        gates = torch.cat([self.input_to_state(s), gates_rl.flip(3)], 1)
+            rl_weight = torch.cat([rl_weight, self.pixels_to_state.weight.flatten(1)], 1)
+            rl_x = torch.cat([s, image.to(s.dtype)], 1)
+        inputs = [(s, (lr_in.weight * lr_in.mask).flatten(1), lr_in.bias), (rl_x.flip(3), rl_weight, rl_in.bias)]
         h = self.hidden  # block-diagonal weight on [above_lr, above_rl, left_lr, left_rl]
         lr, rl = self.left_to_right.weight, self.right_to_left.weight
         zero = lr.new_zeros(4 * h, h)
         weight = torch.cat(
             [torch.cat([lr[:, :h], zero, lr[:, h:], zero], 1), torch.cat([zero, rl[:, :h], zero, rl[:, h:]], 1)], 0
         )
-        forward, backward = diagonal_lstm(gates, weight, 2 * self.groups).chunk(2, 1)
+        forward, backward = diagonal_lstm(inputs, weight, self.groups).chunk(2, 1)
         backward = F.pad(backward.flip(3)[:, :, :-1], (0, 0, 1, 0))  # row r gets row r-1: no future pixel
         return s + self.output(forward + backward)
 
