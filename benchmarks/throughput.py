@@ -512,19 +512,18 @@ def measure(name: str, args) -> dict:
         record["timing"] = "bare train_step loop (zero_grad, loss, backward, step), " + (
             "torch's fused Adam" if args.fused_adam else "the trainer's optimizer (Adam)"
         )
-        flops, shape, dtype, calls = count(lambda: bare.step(bare.calls), keep_calls=True)  # the next step (a
-        flops /= batch_size  # schedule may depend on it)
-        products = Loop(ProductsAlone(calls), batch_size) if calls else None
-        if products is not None:
-            products.warm_up()
-            loops_extra = [products]
-        else:
-            loops_extra = []
+        # the next step (a schedule may depend on it)
+        flops, shape, dtype, calls = count(lambda: bare.step(bare.calls), keep_calls=True)
+        flops /= batch_size
         if args.amp == "bf16":  # autocast ran the products in bf16: the reference stays the fp32 product
             dtype = torch.float32
         if name == "nade":  # its kernel never multiplies x by all of W: the input layer's product stands for it
             shape, dtype = (1, batch_size, model.W.shape[0] * model.W.shape[1], model.W.shape[2]), model.W.dtype
-        loops, seconds = [bare, *loops_extra], [args.seconds] + [args.seconds / 2] * len(loops_extra)
+        loops, seconds = [bare], [args.seconds]
+        if calls:  # the same products with nothing else
+            products = Loop(ProductsAlone(calls), batch_size)
+            products.warm_up()
+            loops, seconds = loops + [products], seconds + [args.seconds / 2]
         if hasattr(model, "log_prob_loop"):  # NADE's textbook per-dimension loop, training on the same batches
             textbook = train_step_loop(
                 model, batches, lambda x, y, step: -model.log_prob_loop(x).mean(), fused=args.fused_adam, amp=args.amp

@@ -25,15 +25,13 @@ def sigmoid_form(x: torch.Tensor) -> bool:
     return SIGMOID_FORM_ON_CPU and x.device.type == "cpu"
 
 
+def _sigmoid_form(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    return torch.sigmoid(x * 2, out=out).mul_(2).sub_(1)
+
+
 def tanh_(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """tanh(x) written into ``out`` (no autograd), the same values as ``tanh``."""
-    if sigmoid_form(x):
-        return torch.sigmoid(x * 2, out=out).mul_(2).sub_(1)
-    return torch.tanh(x, out=out)
-
-
-def _sigmoid_form(x: torch.Tensor) -> torch.Tensor:
-    return torch.sigmoid(x * 2).mul_(2).sub_(1)
+    return _sigmoid_form(x, out) if sigmoid_form(x) else torch.tanh(x, out=out)
 
 
 class _Tanh(torch.autograd.Function):

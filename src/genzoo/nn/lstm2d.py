@@ -67,6 +67,12 @@ from genzoo.nn.activations import tanh, tanh_
 from genzoo.nn.masked_conv import MaskedConv2d, causal_mask
 
 
+def gates_first(t: torch.Tensor, groups: int) -> torch.Tensor:
+    """Rows of ``t`` (a weight or bias of the 4h gate features) from group-major ``[group][o, f, i, g][m]`` to
+    gates-first ``[o, f, i, g][group][m]`` (dim 0), the layout the recurrences compute in."""
+    return t.unflatten(0, (groups, 4, -1)).transpose(0, 1).flatten(0, 2)
+
+
 def _cell_forward(p: torch.Tensor, c_prev: torch.Tensor, dim: int):
     """(h, c, the gate activations, tanh(c)) of one LSTM update; ``p`` holds the pre-activations with the
     gates (o, f, i, g) along axis ``dim`` (size 4), ``c_prev`` has p's shape without that axis."""
@@ -161,26 +167,30 @@ class RowLSTMLayer(nn.Module):
         gates = self.input_to_state(s).unflatten(1, (self.groups, 4, -1)).permute(4, 2, 1, 3, 0, 5)
         gates = gates.contiguous().flatten(2, 3)
         h = c = s.new_zeros(self.hidden, n, width)
+        weight = self.recurrent_weight()
         out = []
         for r, row in enumerate(gates.unbind(0)):  # unbind, not gates[r]: a view per row whose backward stacks
-            h, c = gated_cell(row if r == 0 else row + self.recurrent(h), c, 0)  # (no zero-filled gradients)
+            h, c = gated_cell(row if r == 0 else row + self.recurrent(h, weight), c, 0)  # (no zero-filled grads)
             out.append(h)
         return s + self.output(torch.stack(out, 0).permute(2, 1, 0, 3))  # (h, rows, N, W) -> (N, h, rows, W)
 
-    def recurrent(self, h: torch.Tensor) -> torch.Tensor:
-        """K_ss * h along a row as one matrix product: states (h, N, W) -> gates-first (4, h, N, W).
-        (``state_to_state`` holds the kernel: a 1-D convolution call at these sizes took ~300 us on one CPU
-        thread, this product ~30 us.)"""
+    def recurrent_weight(self) -> torch.Tensor:
+        """K_ss as a (4h, h k) matrix with gates-first rows (``state_to_state`` holds the kernel)."""
+        return gates_first(self.state_to_state.weight.flatten(1), self.groups)
+
+    def recurrent(self, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """K_ss * h along a row as one matrix product (``weight``: ``recurrent_weight()``): states (h, N, W)
+        -> gates-first (4, h, N, W). (A 1-D convolution call at these sizes took ~300 us on one CPU thread,
+        this product ~30 us.)"""
         k, (hidden, n, width) = self.kernel_size, h.shape
         padded = F.pad(h, (k // 2, k // 2))
         windows = torch.stack([padded[..., j : j + width] for j in range(k)], 1)  # (h, k, N, W)
-        weight = self.state_to_state.weight.flatten(1).unflatten(0, (self.groups, 4, -1)).transpose(0, 1)
-        return (weight.flatten(0, 2) @ windows.view(hidden * k, n * width)).view(4, hidden, n, width)
+        return (weight @ windows.view(hidden * k, n * width)).view(4, hidden, n, width)
 
     def _recurrent_cache(self, h: torch.Tensor) -> torch.Tensor:
         """``recurrent`` for the sampler's layout: states (N, h, W) -> (N, 4h, W), group-major gates."""
-        rec = self.recurrent(h.transpose(0, 1)).unflatten(1, (self.groups, -1))  # (4, G, m, N, W)
-        return rec.permute(3, 1, 0, 2, 4).flatten(1, 3)
+        rec = self.recurrent(h.transpose(0, 1), self.recurrent_weight()).unflatten(1, (self.groups, -1))
+        return rec.permute(3, 1, 0, 2, 4).flatten(1, 3)  # (4, G, m, N, W) -> (N, [G][4][m], W)
 
     # cached sampling: the stream of the current row (for the 1 x k input-to-state taps), the states of
     # the current and previous rows, and K_ss * h_{r-1} for the current row.
@@ -243,13 +253,12 @@ def diagonal_lstm(inputs: list, weight: torch.Tensor, groups: int) -> torch.Tens
     gates = []  # per stacked LSTM: (4, m_d, W + H - 1, N, H), gates-first and diagonal-major
     for x, w, b in inputs:
         xs = skew(x).permute(1, 3, 0, 2).contiguous()  # (K, W + H - 1, N, H): one diagonal per column block
-        w = w.unflatten(0, (groups, 4, -1)).transpose(0, 1).flatten(0, 2)  # rows gate-major
-        g = w @ xs.view(xs.shape[0], -1)
+        g = gates_first(w, groups) @ xs.view(xs.shape[0], -1)
         if b is not None:
-            g = g + b.unflatten(0, (groups, 4, -1)).transpose(0, 1).reshape(-1, 1)
+            g = g + gates_first(b, groups)[:, None]
         gates.append(g.view(4, -1, *xs.shape[1:]))
     diagonals = torch.cat(gates, 1).unbind(2)  # (4, m, N, H) each; unbind: no zero-filled gradient per step
-    weight = weight.unflatten(0, (groups * len(inputs), 4, -1)).transpose(0, 1).flatten(0, 2)
+    weight = gates_first(weight, groups * len(inputs))
     inside = skew(inputs[0][0].new_ones(1, 1, rows, width))[0, 0].t()  # (W + H - 1, H)
     m = weight.shape[1] // 2
     h = c = inputs[0][0].new_zeros(m, n, rows)
